@@ -1,0 +1,128 @@
+"""The GenDD diffusion head: MAR's adaLN MLP ("SimpleMLPAdaLN") conditioned on the student feature, the
+token position and the timestep.
+
+The condition `y = TimeEmbed(t) + Linear(LayerNorm(z)) + PosEmbed(i)` is built from parts that are computed
+once per distinct value and broadcast: the student condition once per sample, the position embedding once
+per token, the timestep embedding once per distinct timestep. Only the adaLN blocks run per row.
+
+This module travels with saved models (``trust_remote_code``), so it imports only torch.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+
+def timestep_embedding(timesteps: torch.Tensor, dim: int = 256, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal timestep embedding `[cos(t * w_j), sin(t * w_j)]` with `w_j = max_period^(-j / (dim / 2))`."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=timesteps.device) / half)
+    args = timesteps.float().unsqueeze(-1) * freqs
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+class TimestepEmbedder(nn.Module):
+    """Sinusoidal frequencies (256) followed by a 2-layer MLP; embeds each distinct timestep once."""
+
+    def __init__(self, width: int, frequency_dim: int = 256):
+        super().__init__()
+        self.frequency_dim = frequency_dim
+        self.mlp = nn.Sequential(nn.Linear(frequency_dim, width), nn.SiLU(), nn.Linear(width, width))
+
+    def forward(self, timesteps: torch.Tensor) -> torch.Tensor:
+        unique, inverse = torch.unique(timesteps, return_inverse=True)
+        embedded = self.mlp(timestep_embedding(unique, self.frequency_dim).to(self.mlp[0].weight.dtype))
+        return embedded[inverse]
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale) + shift
+
+
+class AdaLNResBlock(nn.Module):
+    """LayerNorm -> shift/scale from `y` -> Linear-SiLU-Linear -> gated residual."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.in_ln = nn.LayerNorm(width, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 3 * width))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        shift, scale, gate = self.adaLN_modulation(y).chunk(3, dim=-1)
+        return x + gate * self.mlp(modulate(self.in_ln(x), shift, scale))
+
+
+class AdaLNFinalLayer(nn.Module):
+    def __init__(self, width: int, out_dim: int):
+        super().__init__()
+        self.norm_final = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.linear = nn.Linear(width, out_dim)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.adaLN_modulation(y).chunk(2, dim=-1)
+        return self.linear(modulate(self.norm_final(x), shift, scale))
+
+
+class DiffusionHead(nn.Module):
+    """Denoiser for teacher-feature tokens: predicts epsilon (and the variance values when `learn_sigma`).
+
+    Args:
+        token_dim (`int`): `k`, the size of one token.
+        condition_dim (`int`): `d_s`, the student feature width.
+        num_tokens (`int`): `n = d_t / k`, the number of token positions.
+        width (`int`): hidden width `w` (1024 in the paper).
+        depth (`int`): number of adaLN residual blocks (3 in the paper).
+        learn_sigma (`bool`): output `2k` channels (epsilon, variance values) instead of `k`.
+    """
+
+    def __init__(self, token_dim: int, condition_dim: int, num_tokens: int, width: int, depth: int, learn_sigma: bool):
+        super().__init__()
+        self.token_dim = token_dim
+        self.condition_norm = nn.LayerNorm(condition_dim)
+        self.condition_embed = nn.Linear(condition_dim, width)
+        self.position_embed = nn.Parameter(torch.zeros(num_tokens, width))
+        self.time_embed = TimestepEmbedder(width)
+        self.input_proj = nn.Linear(token_dim, width)
+        self.blocks = nn.ModuleList(AdaLNResBlock(width) for _ in range(depth))
+        self.final_layer = AdaLNFinalLayer(width, 2 * token_dim if learn_sigma else token_dim)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """MAR's initialisation: Xavier linears, N(0, 0.02) time MLP and positions, zero adaLN and output layers."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm) and module.elementwise_affine:
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        nn.init.normal_(self.position_embed, std=0.02)
+        nn.init.normal_(self.time_embed.mlp[0].weight, std=0.02)
+        nn.init.normal_(self.time_embed.mlp[2].weight, std=0.02)
+        for block in [*self.blocks, self.final_layer]:
+            nn.init.zeros_(block.adaLN_modulation[-1].weight)
+            nn.init.zeros_(block.adaLN_modulation[-1].bias)
+        nn.init.zeros_(self.final_layer.linear.weight)
+        nn.init.zeros_(self.final_layer.linear.bias)
+
+    def embed_condition(self, student_features: torch.Tensor) -> torch.Tensor:
+        """`(..., d_s)` student features -> `(..., n, w)`: `Linear(LayerNorm(z)) + PosEmbed(i)` per token."""
+        condition = self.condition_embed(self.condition_norm(student_features))
+        return condition.unsqueeze(-2) + self.position_embed
+
+    def forward(self, noisy_tokens: torch.Tensor, timesteps: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        """Predict the head output for noisy tokens.
+
+        Args:
+            noisy_tokens (`torch.Tensor` of shape `(..., k)`): `x_t`.
+            timesteps (`torch.Tensor` of shape `noisy_tokens.shape[:-1]`): integer timesteps.
+            condition (`torch.Tensor` broadcastable to `(..., w)`): from `embed_condition`.
+        """
+        y = self.time_embed(timesteps) + condition
+        x = self.input_proj(noisy_tokens)
+        for block in self.blocks:
+            x = block(x, y)
+        return self.final_layer(x, y)

@@ -1,0 +1,292 @@
+"""GenDD as a transformers model: a timm student, a diffusion head over teacher-feature tokens, the frozen
+teacher classifier and the student's linear probe.
+
+Self-contained for ``trust_remote_code``: imports torch, timm, transformers, diffusers and its siblings only.
+"""
+
+from dataclasses import dataclass
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .configuration_gendd import GenDDConfig
+from .diffusion import HybridDiffusionLoss, contract, merge_tokens, split_tokens
+from .diffusion_head import DiffusionHead
+from .sampling import make_scheduler, sample_tokens
+
+AUTO_MAP = {
+    "AutoConfig": "configuration_gendd.GenDDConfig",
+    "AutoModel": "modeling_gendd.GenDDForImageClassification",
+    "AutoModelForImageClassification": "modeling_gendd.GenDDForImageClassification",
+}
+
+
+@dataclass
+class GenDDImageClassifierOutput(ModelOutput):
+    """
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*):
+            `diffusion_loss + probe_loss`, returned when `teacher_features` are given.
+        diffusion_loss (`torch.FloatTensor` of shape `()`, *optional*):
+            The hybrid denoising loss on contracted teacher-feature tokens.
+        probe_loss (`torch.FloatTensor` of shape `()`, *optional*):
+            Cross-entropy of the linear probe on the detached student feature.
+        logits (`torch.FloatTensor` of shape `(B, num_labels)`):
+            In eval mode, the chosen inference path's logits; in training, the probe's.
+        probe_logits (`torch.FloatTensor` of shape `(B, num_labels)`):
+            The linear probe's logits.
+        student_features (`torch.FloatTensor` of shape `(B, d_s)`):
+            The student's pooled penultimate feature `z`.
+        sampled_features (`torch.FloatTensor` of shape `(B, d_t)`, *optional*):
+            Averaged teacher-space samples, when the sampled path ran.
+    """
+
+    loss: torch.FloatTensor | None = None
+    diffusion_loss: torch.FloatTensor | None = None
+    probe_loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    probe_logits: torch.FloatTensor | None = None
+    student_features: torch.FloatTensor | None = None
+    sampled_features: torch.FloatTensor | None = None
+
+
+class GenDDPreTrainedModel(PreTrainedModel):
+    config_class = GenDDConfig
+    base_model_prefix = "gendd"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    accepts_loss_kwargs = False
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        # The timm student initialises itself; the head keeps MAR's scheme; the probe is a default Linear.
+        if isinstance(module, DiffusionHead):
+            module.reset_parameters()
+        elif isinstance(module, nn.Linear) and module is getattr(self, "probe", None):
+            module.reset_parameters()
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Save weights (safetensors), config and, for `trust_remote_code`, the modeling code with an `auto_map`
+        naming AutoConfig, AutoModel and AutoModelForImageClassification."""
+        self.config.auto_map = dict(AUTO_MAP)
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+
+class GenDDForImageClassification(GenDDPreTrainedModel):
+    """A GenDD student. `forward` trains it from teacher features; in eval mode it classifies.
+
+    The inference path is chosen by `config.inference_path` (or the `inference_path` argument of `forward`):
+    `"sampled"` runs the diffusion head (`generate_features`) and the frozen teacher classifier, `"probe"` runs
+    the student's linear probe only.
+    """
+
+    def __init__(self, config: GenDDConfig):
+        super().__init__(config)
+        self.student = timm.create_model(config.student_name, pretrained=False, num_classes=0, **config.student_kwargs)
+        student_dim = getattr(self.student, "head_hidden_size", None) or self.student.num_features
+        self.head = DiffusionHead(
+            token_dim=config.token_dim,
+            condition_dim=student_dim,
+            num_tokens=config.num_tokens,
+            width=config.head_width,
+            depth=config.head_depth,
+            learn_sigma=config.learn_sigma,
+        )
+        self.probe = nn.Linear(student_dim, config.num_labels)
+        # The frozen teacher classifier (W: class centres, b). Buffers: saved, loaded, never trained.
+        self.register_buffer("teacher_weight", torch.zeros(config.num_labels, config.teacher_feature_dim))
+        self.register_buffer("teacher_bias", torch.zeros(config.num_labels))
+        self.diffusion_loss = HybridDiffusionLoss(
+            make_scheduler("ddpm", config.num_train_timesteps, config.noise_schedule, config.learn_sigma),
+            learn_sigma=config.learn_sigma,
+        )
+        self.post_init()
+
+    @property
+    def student_feature_dim(self) -> int:
+        return self.probe.in_features
+
+    @torch.no_grad()
+    def set_teacher_classifier(self, weight: torch.Tensor | nn.Linear, bias: torch.Tensor | None = None):
+        """Copy the teacher's linear classifier (`nn.Linear` or `W (C, d_t)`, `b (C,)`) into the model."""
+        if isinstance(weight, nn.Linear):
+            weight, bias = weight.weight, weight.bias
+        if bias is None:
+            bias = torch.zeros(weight.shape[0])
+        expected = tuple(self.teacher_weight.shape)
+        if tuple(weight.shape) != expected or tuple(bias.shape) != expected[:1]:
+            raise ValueError(
+                f"The teacher classifier has weight {tuple(weight.shape)} and bias {tuple(bias.shape)}, but the "
+                f"config expects {expected} (num_labels={expected[0]}, teacher_feature_dim={expected[1]}); "
+                "build the GenDDConfig from the teacher's class count and feature width."
+            )
+        self.teacher_weight.copy_(weight)
+        self.teacher_bias.copy_(bias)
+
+    def classify_features(self, teacher_features: torch.Tensor) -> torch.Tensor:
+        """The frozen teacher classifier: `f @ W.T + b`."""
+        return F.linear(teacher_features, self.teacher_weight, self.teacher_bias)
+
+    def extract_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The student's pooled penultimate feature `z` of shape `(B, d_s)`.
+
+        A 1-channel student accepts 3-channel input (as the image-classification pipeline produces) by
+        averaging the channels; any other channel mismatch is an error.
+        """
+        channels, expected = pixel_values.shape[1], self.config.in_chans
+        if channels != expected:
+            if expected == 1 and channels == 3:
+                pixel_values = pixel_values.mean(dim=1, keepdim=True)
+            else:
+                raise ValueError(
+                    f"pixel_values have {channels} channels but the student {self.config.student_name!r} expects "
+                    f"in_chans={expected}; convert the images (e.g. to RGB or L) or set "
+                    f"student_kwargs={{'in_chans': {channels}}} in the GenDDConfig."
+                )
+        return self.student(pixel_values)
+
+    @torch.no_grad()
+    def sample_features(
+        self,
+        student_features: torch.Tensor,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        num_samples: int | None = None,
+        generator: torch.Generator | None = None,
+        sampler: str | None = None,
+    ) -> torch.Tensor:
+        """Sample teacher-space features `(B, d_t)` given student features `z`, averaged over `num_samples`."""
+        config = self.config
+        scheduler = make_scheduler(
+            sampler or config.sampler, config.num_train_timesteps, config.noise_schedule, config.learn_sigma
+        )
+        condition = self.head.embed_condition(student_features)
+        null_condition = self.head.embed_condition(torch.zeros_like(student_features[:1]))[0]
+        tokens = sample_tokens(
+            self.head,
+            condition,
+            null_condition,
+            scheduler,
+            num_inference_steps=num_inference_steps or config.num_inference_steps,
+            guidance_scale=config.guidance_scale if guidance_scale is None else guidance_scale,
+            num_samples=num_samples or config.num_samples,
+            generator=generator,
+        )
+        return merge_tokens(tokens).mean(dim=1)
+
+    @torch.no_grad()
+    def generate_features(
+        self,
+        pixel_values: torch.Tensor,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        num_samples: int | None = None,
+        generator: torch.Generator | None = None,
+        sampler: str | None = None,
+    ) -> torch.Tensor:
+        """Sample teacher-space features `(B, d_t)` for images; `None` arguments take the config's values.
+
+        Deterministic for a given `generator`. Pass the result to `classify_features` for logits.
+        """
+        return self.sample_features(
+            self.extract_features(pixel_values), num_inference_steps, guidance_scale, num_samples, generator, sampler
+        )
+
+    def compute_losses(
+        self,
+        student_features: torch.Tensor,
+        probe_logits: torch.Tensor,
+        teacher_features: torch.Tensor,
+        labels: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(diffusion_loss, probe_loss)` for one batch.
+
+        Labels may be hard `(B,)` or soft `(B, C)`; without labels the teacher's own softmax is the target of both
+        the contraction and the probe (the unsupervised form).
+        """
+        config = self.config
+        teacher_features = teacher_features.to(student_features.dtype)
+        if labels is None:
+            labels = self.classify_features(teacher_features).softmax(dim=-1)
+        probe_loss = F.cross_entropy(probe_logits, labels)
+
+        target = contract(teacher_features, labels, self.teacher_weight, config.contraction)
+        condition = student_features
+        if self.training and config.feature_mixup_beta > 0:
+            # Feature mixup: one Beta(a, a) coefficient per batch mixes (z, f_target) pairs.
+            beta = torch.distributions.Beta(config.feature_mixup_beta, config.feature_mixup_beta)
+            mix = beta.sample().to(condition.device)
+            perm = torch.randperm(condition.shape[0], device=condition.device)
+            condition = mix * condition + (1 - mix) * condition[perm]
+            target = mix * target + (1 - mix) * target[perm]
+        if self.training and config.cond_drop_prob > 0:
+            keep = torch.rand(condition.shape[0], 1, device=condition.device) >= config.cond_drop_prob
+            condition = condition * keep
+
+        # Rows: (sample, token, repeat), each repeat with its own timestep and noise.
+        x_start = split_tokens(target, config.token_dim).unsqueeze(2)
+        x_start = x_start.expand(-1, -1, config.diffusion_batch_mul, -1)
+        timesteps = torch.randint(0, config.num_train_timesteps, x_start.shape[:-1], device=x_start.device)
+        noise = torch.randn_like(x_start)
+        x_t = self.diffusion_loss.q_sample(x_start, timesteps, noise)
+        output = self.head(x_t, timesteps, self.head.embed_condition(condition).unsqueeze(2))
+        diffusion_loss = self.diffusion_loss(output, x_start, x_t, timesteps, noise).mean()
+        return diffusion_loss, probe_loss
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        teacher_features: torch.Tensor | None = None,
+        inference_path: str | None = None,
+        generator: torch.Generator | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> GenDDImageClassifierOutput | tuple:
+        r"""
+        Args:
+            pixel_values (`torch.Tensor` of shape `(B, C, H, W)`): images.
+            labels (`torch.Tensor`, *optional*): hard `(B,)` or soft `(B, C)` labels for the contraction and probe.
+            teacher_features (`torch.Tensor` of shape `(B, d_t)`, *optional*): the teacher's pooled features of the
+                same views; required in training, optional in eval (then the losses are computed too).
+            inference_path (`str`, *optional*): `"sampled"` or `"probe"`, overriding `config.inference_path`.
+            generator (`torch.Generator`, *optional*): noise source of the sampled path.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if self.training and teacher_features is None:
+            raise ValueError(
+                "GenDD training needs `teacher_features` (B, d_t): run the teacher on the same views (GenDDTrainer "
+                "does this) or stream stored teacher outputs."
+            )
+        student_features = self.extract_features(pixel_values)
+        probe_logits = self.probe(student_features.detach())
+        loss = diffusion_loss = probe_loss = sampled_features = None
+        if teacher_features is not None:
+            diffusion_loss, probe_loss = self.compute_losses(student_features, probe_logits, teacher_features, labels)
+            loss = diffusion_loss + probe_loss
+
+        logits = probe_logits
+        path = inference_path or self.config.inference_path
+        if not self.training and path != "probe":
+            if path != "sampled":
+                raise ValueError(f"Unknown inference_path {path!r}; choose 'sampled' or 'probe'.")
+            sampled_features = self.sample_features(student_features, generator=generator)
+            logits = self.classify_features(sampled_features)
+
+        output = GenDDImageClassifierOutput(
+            loss=loss,
+            diffusion_loss=diffusion_loss,
+            probe_loss=probe_loss,
+            logits=logits,
+            probe_logits=probe_logits,
+            student_features=student_features,
+            sampled_features=sampled_features,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = ["GenDDPreTrainedModel", "GenDDForImageClassification", "GenDDImageClassifierOutput"]
