@@ -1,6 +1,7 @@
 import math
 
 import evaluate
+import huggingface_hub
 import pytest
 import torch
 
@@ -59,7 +60,9 @@ def test_bad_inputs_raise(logits, labels, k, message):
 
 
 def test_evaluate_module_loads_offline_and_matches_function(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # Both libraries read their offline switches at import: patch the values so any network call would raise.
+    monkeypatch.setattr(evaluate.config, "HF_EVALUATE_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     metric = evaluate.load(TOP_K_ACCURACY_PATH, cache_dir=str(tmp_path))
     assert isinstance(metric, evaluate.Metric)
     assert metric.compute(predictions=LOGITS, references=LABELS) == {"top1": 0.25, "top5": 1.0}

@@ -5,8 +5,10 @@ Importing the package registers `GenDDConfig` and `GenDDForImageClassification` 
 
 from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
 
+from . import models  # registers the CIFAR model zoo with timm
 from .configuration_gendd import GenDDConfig
 from .modeling_gendd import GenDDForImageClassification, GenDDImageClassifierOutput, GenDDPreTrainedModel
+from .teacher import TeacherOutput, TimmTeacher
 
 AutoConfig.register(GenDDConfig.model_type, GenDDConfig)
 AutoModel.register(GenDDConfig, GenDDForImageClassification)
@@ -22,4 +24,6 @@ __all__ = [
     "GenDDForImageClassification",
     "GenDDImageClassifierOutput",
     "GenDDPreTrainedModel",
+    "TeacherOutput",
+    "TimmTeacher",
 ]

@@ -100,6 +100,9 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
         # The frozen teacher classifier (W: class centres, b). Buffers: saved, loaded, never trained.
         self.register_buffer("teacher_weight", torch.zeros(config.num_labels, config.teacher_feature_dim))
         self.register_buffer("teacher_bias", torch.zeros(config.num_labels))
+        # Per-coordinate range of the training targets, for `config.clip_denoised`; empty until trained.
+        self.register_buffer("target_min", torch.full((config.teacher_feature_dim,), float("inf")))
+        self.register_buffer("target_max", torch.full((config.teacher_feature_dim,), float("-inf")))
         self.diffusion_loss = HybridDiffusionLoss(
             make_scheduler("ddpm", config.num_train_timesteps, config.noise_schedule, config.learn_sigma),
             learn_sigma=config.learn_sigma,
@@ -166,6 +169,9 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
         )
         condition = self.head.embed_condition(student_features)
         null_condition = self.head.embed_condition(torch.zeros_like(student_features[:1]))[0]
+        clip_range = None
+        if config.clip_denoised and bool(torch.isfinite(self.target_min).all()):
+            clip_range = tuple(split_tokens(bound, config.token_dim) for bound in (self.target_min, self.target_max))
         tokens = sample_tokens(
             self.head,
             condition,
@@ -175,6 +181,7 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
             guidance_scale=config.guidance_scale if guidance_scale is None else guidance_scale,
             num_samples=num_samples or config.num_samples,
             generator=generator,
+            clip_range=clip_range,
         )
         return merge_tokens(tokens).mean(dim=1)
 
@@ -215,6 +222,10 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
         probe_loss = F.cross_entropy(probe_logits, labels)
 
         target = contract(teacher_features, labels, self.teacher_weight, config.contraction)
+        if self.training:
+            with torch.no_grad():
+                torch.minimum(self.target_min, target.detach().amin(0), out=self.target_min)
+                torch.maximum(self.target_max, target.detach().amax(0), out=self.target_max)
         condition = student_features
         if self.training and config.feature_mixup_beta > 0:
             # Feature mixup: one Beta(a, a) coefficient per batch mixes (z, f_target) pairs.

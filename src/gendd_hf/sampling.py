@@ -42,6 +42,18 @@ def uses_learned_variance(scheduler) -> bool:
     return getattr(scheduler.config, "variance_type", None) == "learned_range"
 
 
+def clamp_denoised(eps, sample, alpha_prod, low, high):
+    """Clamp the predicted `x_0` to `[low, high]` and return the epsilon that predicts the clamped `x_0`.
+
+    With `x_0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar)` (DDPM Eq. 15), an epsilon error at the first respaced
+    step (t = 999 of the cosine schedule, sqrt(abar) ~ 5e-5) is amplified ~2e4 times; clamping to the range of
+    the training targets bounds it, for every epsilon-based scheduler alike.
+    """
+    x_start = (sample - (1 - alpha_prod).sqrt() * eps) / alpha_prod.sqrt()
+    x_start = torch.maximum(torch.minimum(x_start, high), low)
+    return (sample - alpha_prod.sqrt() * x_start) / (1 - alpha_prod).sqrt()
+
+
 @torch.no_grad()
 def sample_tokens(
     head,
@@ -52,6 +64,7 @@ def sample_tokens(
     guidance_scale: float,
     num_samples: int,
     generator: torch.Generator | None = None,
+    clip_range: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Run the reverse chain for every (sample, draw, token) at once.
 
@@ -63,6 +76,7 @@ def sample_tokens(
         guidance_scale (`float`): 1.0 runs the conditional branch only; otherwise both branches share one
             head call per step.
         generator (`torch.Generator`, *optional*): the only source of noise, for reproducible samples.
+        clip_range (`tuple` of two `(n, k)` tensors, *optional*): per-coordinate bounds of the predicted `x_0`.
 
     Returns:
         `torch.Tensor` of shape `(B, num_samples, n, k)`.
@@ -88,6 +102,10 @@ def sample_tokens(
             eps = apply_guidance(output[0, ..., :k], output[1, ..., :k], guidance_scale)
             # The variance comes from the conditional branch, as in the reference sampler.
             output = torch.cat([eps, output[0, ..., k:]], dim=-1)
+        if clip_range is not None:
+            alpha_prod = scheduler.alphas_cumprod[int(t)].to(sample.device, sample.dtype)
+            eps = clamp_denoised(output[..., :k], sample, alpha_prod, *clip_range)
+            output = torch.cat([eps, output[..., k:]], dim=-1)
         if not learned_variance:
             output = output[..., :k]
         step = scheduler.step(output.reshape(-1, output.shape[-1]), t, sample.reshape(-1, k), generator=generator)

@@ -54,6 +54,8 @@ class CifarNet(nn.Module):
         """Replaces the classifier by a freshly initialised one with `num_classes` outputs (0: identity)."""
         pool_type = self.global_pool.pool_type if global_pool is None else global_pool
         self.init_head(self.num_features, num_classes, global_pool=pool_type)
+        self.global_pool.train(self.training)
+        self.fc.train(self.training)
 
 
 def init_cifar_weights(model: nn.Module, linear_std: Optional[float] = None) -> None:

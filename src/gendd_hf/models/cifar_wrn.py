@@ -77,7 +77,10 @@ class CifarWideResNet(CifarNet):
 
 
 default_cfgs = generate_default_cfgs(
-    {name: cifar_cfg(first_conv="conv1", pool_size=(8, 8)) for name in ("cifar_wrn_16_2", "cifar_wrn_40_1", "cifar_wrn_40_2")}
+    {
+        name: cifar_cfg(first_conv="conv1", pool_size=(8, 8))
+        for name in ("cifar_wrn_16_2", "cifar_wrn_40_1", "cifar_wrn_40_2")
+    }
 )
 
 

@@ -1,0 +1,191 @@
+"""Hub model cards (README.md) for GenDD students, rendered from a Jinja2 template with `huggingface_hub.ModelCard`."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .configuration_gendd import INFERENCE_PATHS
+
+
+DEFAULT_TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "model_cards" / "gendd_student.md"
+TAGS = ["gendd", "knowledge-distillation", "image-classification", "timm"]
+PATH_DESCRIPTIONS = {
+    "sampled": "frozen teacher classifier on features sampled by the diffusion head",
+    "probe": "the student's linear probe (one forward pass, no sampling)",
+}
+
+
+@dataclass
+class ModelCardInfo:
+    """What a GenDD student's model card reports. Accuracies are fractions, as returned by `top_k_accuracy`.
+
+    Args:
+        model_name (`str`): name of the model, used as the card title and in `model-index`.
+        teacher (`str`): the teacher, e.g. a Hub id (`"timm/resnet34.a1_in1k"`) or a short description.
+        student (`str`): timm architecture of the student backbone (`config.student_name`).
+        dataset (`str`): Hub id of the training/evaluation dataset, e.g. `"zalando-datasets/fashion_mnist"`.
+        dataset_name (`str`, *optional*): pretty name of the dataset; defaults to `dataset`.
+        eval_split (`str`, *optional*, defaults to `"test"`): split the accuracies were measured on.
+        repo_id (`str`, *optional*): Hub repository of this model, used in the loading example.
+        base_model (`str`, *optional*): Hub id the student was initialised from, written to `base_model`; leave
+            `None` for a student trained from scratch.
+        license (`str`, *optional*, defaults to `"apache-2.0"`): license identifier.
+        contraction (`float`, *optional*, defaults to 0.9): `lambda` of distribution contraction.
+        token_dim (`int`, *optional*, defaults to 64): token size `k` of split tokenization.
+        sampler (`str`, *optional*, defaults to `"ddpm"`): sampler of the measured sampled path.
+        num_inference_steps (`int`, *optional*, defaults to 64): sampling steps of the measured sampled path.
+        guidance_scale (`float`, *optional*, defaults to 2.0): classifier-free guidance scale used.
+        num_samples (`int`, *optional*, defaults to 5): feature samples averaged per image.
+        inference_path (`str`, *optional*, defaults to `"sampled"`): what `forward` returns in eval mode.
+        sampled_accuracy (`dict`, *optional*): `{"top1": ..., "top5": ...}` of the sampled path.
+        probe_accuracy (`dict`, *optional*): `{"top1": ..., "top5": ...}` of the linear probe.
+        epochs (`int`, *optional*): GenDD (stage 2) training epochs.
+        stage1_epochs (`int`, *optional*): epochs of the cross-entropy warm-start stage, if any.
+        learning_rate (`float`, *optional*): peak learning rate.
+        batch_size (`int`, *optional*): total training batch size.
+        optimizer (`str`, *optional*, defaults to `"AdamW"`): optimizer.
+        lr_scheduler (`str`, *optional*, defaults to `"cosine"`): learning-rate schedule.
+        notes (`str`, *optional*): free Markdown appended to the training section (hardware, deviations...).
+    """
+
+    model_name: str
+    teacher: str
+    student: str
+    dataset: str
+    dataset_name: str | None = None
+    eval_split: str = "test"
+    repo_id: str | None = None
+    base_model: str | None = None
+    license: str = "apache-2.0"
+    contraction: float = 0.9
+    token_dim: int = 64
+    sampler: str = "ddpm"
+    num_inference_steps: int = 64
+    guidance_scale: float = 2.0
+    num_samples: int = 5
+    inference_path: str = "sampled"
+    sampled_accuracy: dict[str, float] | None = None
+    probe_accuracy: dict[str, float] | None = None
+    epochs: int | None = None
+    stage1_epochs: int | None = None
+    learning_rate: float | None = None
+    batch_size: int | None = None
+    optimizer: str = "AdamW"
+    lr_scheduler: str = "cosine"
+    notes: str | None = None
+
+    def __post_init__(self):
+        for field in ("model_name", "teacher", "student", "dataset"):
+            if not getattr(self, field):
+                raise ValueError(f"ModelCardInfo.{field} is empty; the card needs it.")
+        if not 0.0 <= self.contraction <= 1.0:
+            raise ValueError(f"ModelCardInfo.contraction={self.contraction} must lie in [0, 1] (0.9 in the paper).")
+        if self.inference_path not in INFERENCE_PATHS:
+            raise ValueError(f"ModelCardInfo.inference_path={self.inference_path!r}; use one of {list(INFERENCE_PATHS)}.")
+        for field in ("sampled_accuracy", "probe_accuracy"):
+            for key, value in (getattr(self, field) or {}).items():
+                if key not in ("top1", "top5"):
+                    raise ValueError(f"ModelCardInfo.{field} has key {key!r}; use 'top1' and 'top5'.")
+                if not 0.0 <= value <= 1.0:
+                    raise ValueError(
+                        f"ModelCardInfo.{field}[{key!r}]={value} is not a fraction in [0, 1]; pass accuracies as "
+                        "returned by top_k_accuracy (divide percentages by 100)."
+                    )
+
+    @classmethod
+    def from_config(cls, config, **fields) -> ModelCardInfo:
+        """Fill the student, method and sampling fields from a `GenDDConfig`; `fields` give the rest and override."""
+        from_config = {
+            "student": config.student_name,
+            "contraction": config.contraction,
+            "token_dim": config.token_dim,
+            "sampler": config.sampler,
+            "num_inference_steps": config.num_inference_steps,
+            "guidance_scale": config.guidance_scale,
+            "num_samples": config.num_samples,
+            "inference_path": config.inference_path,
+        }
+        return cls(**{**from_config, **fields})
+
+
+def _eval_results(info: ModelCardInfo) -> list[EvalResult]:
+    results = []
+    for path, accuracy in (("sampled", info.sampled_accuracy), ("probe", info.probe_accuracy)):
+        for key, value in sorted((accuracy or {}).items()):
+            k = int(key.removeprefix("top"))
+            results.append(
+                EvalResult(
+                    task_type="image-classification",
+                    dataset_type=info.dataset,
+                    dataset_name=info.dataset_name or info.dataset,
+                    dataset_split=info.eval_split,
+                    metric_type="accuracy",
+                    metric_name=f"Top-{k} accuracy, {path} path (%)",
+                    metric_value=round(100 * value, 2),
+                    metric_config=path,
+                    metric_args={"k": k},
+                )
+            )
+    return results
+
+
+def render_model_card(info: ModelCardInfo | dict, template_path: str | Path | None = None) -> str:
+    """Render the README.md of a GenDD student: YAML metadata (tags, datasets, `model-index`) and the card text.
+
+    Args:
+        info (`ModelCardInfo` or `dict`): what to report; a dict is passed to `ModelCardInfo(**info)`.
+        template_path (`str` or `Path`, *optional*): Jinja2 template; defaults to `model_cards/gendd_student.md`.
+
+    Returns:
+        `str`: the card, front matter included.
+    """
+    info = info if isinstance(info, ModelCardInfo) else ModelCardInfo(**info)
+    template_path = Path(template_path or DEFAULT_TEMPLATE_PATH)
+    if not template_path.is_file():
+        raise FileNotFoundError(
+            f"Model card template not found at {template_path}; pass template_path= (the default lives in the "
+            "repository's model_cards/ folder)."
+        )
+    eval_results = _eval_results(info)
+    card_data = ModelCardData(
+        model_name=info.model_name,
+        library_name="transformers",
+        pipeline_tag="image-classification",
+        license=info.license,
+        tags=TAGS,
+        datasets=[info.dataset],
+        metrics=["accuracy"],
+        base_model=info.base_model,
+        eval_results=eval_results or None,
+    )
+    results = [
+        {
+            "path": path,
+            "description": PATH_DESCRIPTIONS[path],
+            **{key: f"{100 * value:.2f}" for key, value in accuracy.items()},
+        }
+        for path, accuracy in (("sampled", info.sampled_accuracy), ("probe", info.probe_accuracy))
+        if accuracy
+    ]
+    card = ModelCard.from_template(
+        card_data,
+        template_path=str(template_path),
+        info=dataclasses.asdict(info),
+        results=results,
+    )
+    return card.content
+
+
+def write_model_card(folder: str | Path, info: ModelCardInfo | dict, template_path: str | Path | None = None) -> Path:
+    """Render the card and write it to `folder/README.md` (the file the Hub shows); returns its path."""
+    path = Path(folder) / "README.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_model_card(info, template_path), encoding="utf-8")
+    return path
+
+
+__all__ = ["DEFAULT_TEMPLATE_PATH", "ModelCardInfo", "render_model_card", "write_model_card"]

@@ -1,0 +1,59 @@
+import pytest
+
+from gendd_hf import GenDDConfig
+from gendd_hf.configuration_gendd import PRESETS
+
+
+def test_defaults_match_the_paper():
+    config = GenDDConfig()
+    assert (config.token_dim, config.head_width, config.head_depth) == (64, 1024, 3)
+    assert (config.num_train_timesteps, config.noise_schedule, config.learn_sigma) == (1000, "cosine", True)
+    assert (config.cond_drop_prob, config.contraction, config.feature_mixup_beta) == (0.2, 0.9, 1.0)
+    assert (config.num_inference_steps, config.guidance_scale, config.num_samples) == (64, 2.0, 5)
+    assert config.num_tokens == 512 // 64
+
+
+def test_cpu_preset_overrides_only_named_fields():
+    config = GenDDConfig.from_preset("cpu", teacher_feature_dim=256)
+    assert config.head_width == PRESETS["cpu"]["head_width"] and config.teacher_feature_dim == 256
+    assert config.contraction == 0.9
+    with pytest.raises(ValueError, match="Unknown GenDD preset 'gpu'"):
+        GenDDConfig.from_preset("gpu")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"teacher_feature_dim": 100, "token_dim": 64}, "token_dim=64 is invalid: it must divide teacher_feature_dim=100"),
+        ({"contraction": 1.5}, r"contraction=1.5 is invalid: lambda must lie in \[0, 1\]"),
+        ({"contraction": -0.1}, "contraction=-0.1 is invalid"),
+        ({"cond_drop_prob": 1.0}, r"cond_drop_prob=1.0 is invalid: use a probability in \[0, 1\)"),
+        ({"token_dim": 0}, "token_dim=0 is invalid: use an integer >= 1"),
+        ({"head_width": 2.5}, "head_width=2.5 is invalid"),
+        ({"head_depth": 0}, "head_depth=0 is invalid"),
+        ({"diffusion_batch_mul": 0}, "diffusion_batch_mul=0 is invalid"),
+        ({"num_samples": 0}, "num_samples=0 is invalid"),
+        ({"num_inference_steps": 2000}, "num_inference_steps=2000 is invalid: use at most num_train_timesteps=1000"),
+        ({"num_train_timesteps": 0}, "num_train_timesteps=0 is invalid"),
+        ({"teacher_feature_dim": -64}, "teacher_feature_dim=-64 is invalid"),
+        ({"noise_schedule": "sigmoid"}, "noise_schedule='sigmoid' is invalid: use one of"),
+        ({"sampler": "euler"}, r"sampler='euler' is invalid: use one of \['ddpm', 'ddim', 'dpm_solver'"),
+        ({"inference_path": "teacher"}, "inference_path='teacher' is invalid"),
+        ({"learn_sigma": "yes"}, "learn_sigma='yes' is invalid"),
+        ({"feature_mixup_beta": -1.0}, "feature_mixup_beta=-1.0 is invalid"),
+        ({"guidance_scale": -2.0}, "guidance_scale=-2.0 is invalid"),
+        ({"student_kwargs": [1]}, r"student_kwargs=\[1\] is invalid"),
+    ],
+)
+def test_invalid_values_raise_naming_the_field(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        GenDDConfig(**kwargs)
+
+
+def test_round_trip_keeps_every_field(tmp_path):
+    config = GenDDConfig(student_name="resnet10t", student_kwargs={"in_chans": 1}, token_dim=32, contraction=0.5,
+                         sampler="ddim", id2label={0: "a", 1: "b"})
+    config.save_pretrained(tmp_path)
+    loaded = GenDDConfig.from_pretrained(tmp_path)
+    assert loaded.to_dict() == config.to_dict()
+    assert loaded.in_chans == 1 and loaded.id2label == {0: "a", 1: "b"}

@@ -1,0 +1,135 @@
+import dataclasses
+
+import pytest
+from huggingface_hub import ModelCard, metadata_load
+
+from gendd_hf.configuration_gendd import GenDDConfig
+from gendd_hf.model_card import ModelCardInfo, render_model_card, write_model_card
+
+
+INFO = dict(
+    model_name="gendd-resnet18-fashion-mnist",
+    teacher="timm resnet34 trained on Fashion-MNIST",
+    student="resnet18",
+    dataset="zalando-datasets/fashion_mnist",
+    dataset_name="Fashion-MNIST",
+    repo_id="someone/gendd-resnet18-fashion-mnist",
+    base_model="timm/resnet18.a1_in1k",
+    sampled_accuracy={"top1": 0.91234, "top5": 0.9987},
+    probe_accuracy={"top1": 0.9101, "top5": 0.998},
+    sampler="ddim",
+    num_inference_steps=8,
+    guidance_scale=1.5,
+    num_samples=3,
+    epochs=12,
+    stage1_epochs=2,
+    learning_rate=0.001,
+    batch_size=256,
+    notes="Trained on 2 CPU cores.",
+)
+
+
+def test_card_parses_with_huggingface_hub_and_carries_the_metadata(tmp_path):
+    path = write_model_card(tmp_path / "model", INFO)
+    assert path == tmp_path / "model" / "README.md"
+
+    metadata = metadata_load(path)
+    assert metadata["library_name"] == "transformers"
+    assert metadata["pipeline_tag"] == "image-classification"
+    assert metadata["tags"] == ["gendd", "knowledge-distillation", "image-classification", "timm"]
+    assert metadata["datasets"] == ["zalando-datasets/fashion_mnist"]
+    assert metadata["metrics"] == ["accuracy"]
+    assert metadata["base_model"] == "timm/resnet18.a1_in1k"
+    assert metadata["license"] == "apache-2.0"
+
+    card = ModelCard.load(path, ignore_metadata_errors=False)
+    results = {(r.metric_config, r.metric_args["k"]): r for r in card.data.eval_results}
+    assert {key: r.metric_value for key, r in results.items()} == {
+        ("sampled", 1): 91.23,
+        ("sampled", 5): 99.87,
+        ("probe", 1): 91.01,
+        ("probe", 5): 99.8,
+    }
+    for result in results.values():
+        assert result.task_type == "image-classification"
+        assert result.dataset_type == "zalando-datasets/fashion_mnist"
+        assert result.dataset_name == "Fashion-MNIST"
+        assert result.dataset_split == "test"
+        assert result.metric_type == "accuracy"
+    assert card.data.model_name == "gendd-resnet18-fashion-mnist"
+
+
+def test_card_text_reports_method_schedule_results_and_usage():
+    text = render_model_card(INFO).split("\n---\n", 1)[1]
+    for expected in [
+        "# gendd-resnet18-fashion-mnist",
+        "https://arxiv.org/abs/2507.14503",
+        "timm resnet34 trained on Fashion-MNIST",
+        "`resnet18`",
+        "tokens of 64 dimensions",
+        "**lambda = 0.9**",
+        "`ddim` sampler, 8 steps, classifier-free guidance\n  scale 1.5, 3 samples averaged per image",
+        "| stage 1 (cross-entropy warm start) epochs | 2 |",
+        "| GenDD epochs | 12 |",
+        "| optimizer | AdamW |",
+        "| learning rate | 0.001 (cosine schedule) |",
+        "| batch size | 256 |",
+        "Trained on 2 CPU cores.",
+        "diffusion head | 91.23 | 99.87 |",
+        "no sampling) | 91.01 | 99.80 |",
+        'from_pretrained("someone/gendd-resnet18-fashion-mnist").eval()',
+        'from_pretrained("someone/gendd-resnet18-fashion-mnist", trust_remote_code=True)',
+        'pipeline("image-classification", model="someone/gendd-resnet18-fashion-mnist", trust_remote_code=True)',
+        "import gendd_hf",
+        "@misc{cui2025gendd,",
+        "eprint        = {2507.14503}",
+    ]:
+        assert expected in text, expected
+
+
+def test_dict_and_dataclass_render_the_same():
+    assert render_model_card(INFO) == render_model_card(ModelCardInfo(**INFO))
+
+
+def test_card_without_results_has_no_model_index():
+    info = {key: value for key, value in INFO.items() if not key.endswith("accuracy")}
+    content = render_model_card({**info, "contraction": 0.0, "base_model": None})
+    card = ModelCard(content, ignore_metadata_errors=False)
+    assert card.data.eval_results is None and "model-index" not in card.data.to_dict()
+    assert "base_model" not in card.data.to_dict()
+    assert "No accuracy has been measured" in card.text
+    assert "**lambda = 0.0** (unsupervised: no labels)" in card.text
+
+
+def test_from_config_copies_student_method_and_sampling_settings():
+    config = GenDDConfig(
+        student_name="resnet10t", contraction=0.5, num_inference_steps=16, guidance_scale=1.0, num_samples=2,
+        sampler="ddim", inference_path="probe",
+    )
+    info = ModelCardInfo.from_config(config, model_name="m", teacher="t", dataset="d", num_samples=4)
+    assert (info.student, info.contraction, info.token_dim) == ("resnet10t", 0.5, 64)
+    assert (info.sampler, info.num_inference_steps, info.guidance_scale) == ("ddim", 16, 1.0)
+    assert info.num_samples == 4 and info.inference_path == "probe"
+    text = render_model_card(dataclasses.asdict(info))
+    assert "returns the **probe** path's logits" in text
+    assert "twice per step" not in text  # guidance_scale 1.0 means no guidance pass
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"sampled_accuracy": {"top1": 72.4}}, "not a fraction"),
+        ({"probe_accuracy": {"top3": 0.5}}, "'top3'"),
+        ({"contraction": 1.5}, "contraction"),
+        ({"inference_path": "teacher"}, "inference_path"),
+        ({"teacher": ""}, "teacher"),
+    ],
+)
+def test_bad_info_raises(override, message):
+    with pytest.raises(ValueError, match=message):
+        ModelCardInfo(**{**INFO, **override})
+
+
+def test_missing_template_raises(tmp_path):
+    with pytest.raises(FileNotFoundError, match="template_path"):
+        render_model_card(INFO, template_path=tmp_path / "missing.md")

@@ -1,0 +1,192 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+from transformers import AutoConfig, AutoModel, AutoModelForImageClassification, pipeline
+
+from conftest import tiny_model
+from gendd_hf import GenDDForImageClassification
+from gendd_hf.diffusion import merge_tokens
+from gendd_hf.image_processing import build_image_processor
+
+PIXELS = torch.randn(3, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+TEACHER_FEATURES = torch.randn(3, 32, generator=torch.Generator().manual_seed(2))
+LABELS = torch.tensor([0, 2, 1])
+
+
+def test_training_forward_returns_both_losses_and_trains_the_student(model):
+    model.train()
+    out = model(PIXELS, labels=LABELS, teacher_features=TEACHER_FEATURES)
+    assert torch.allclose(out.loss, out.diffusion_loss + out.probe_loss)
+    assert out.logits.shape == (3, 3) and torch.equal(out.logits, out.probe_logits)
+    out.loss.backward()
+    assert model.student.conv1[0].weight.grad.abs().sum() > 0
+    assert model.head.input_proj.weight.grad.abs().sum() > 0
+    names = {name for name, _ in model.named_parameters()}
+    assert "teacher_weight" not in names and "teacher_bias" not in names
+
+
+def test_probe_is_trained_on_the_detached_feature(model):
+    model.train()
+    out = model(PIXELS, labels=LABELS, teacher_features=TEACHER_FEATURES)
+    out.probe_loss.backward()
+    assert model.student.conv1[0].weight.grad is None
+    assert model.probe.weight.grad.abs().sum() > 0
+
+
+def test_training_without_teacher_features_is_a_clear_error(model):
+    model.train()
+    with pytest.raises(ValueError, match="GenDD training needs `teacher_features`"):
+        model(PIXELS, labels=LABELS)
+
+
+def test_unlabeled_batches_use_the_teacher_softmax(model):
+    model.train()
+    z = model.extract_features(PIXELS)
+    probs = model.classify_features(TEACHER_FEATURES).softmax(-1)
+    torch.manual_seed(5)
+    without = model.compute_losses(z, model.probe(z), TEACHER_FEATURES, None)
+    torch.manual_seed(5)
+    explicit = model.compute_losses(z, model.probe(z), TEACHER_FEATURES, probs)
+    assert all(torch.equal(a, b) for a, b in zip(without, explicit))
+
+
+def test_soft_labels_are_accepted(model):
+    model.train()
+    soft = torch.tensor([[0.9, 0.1, 0.0], [0.0, 0.5, 0.5], [0.2, 0.2, 0.6]])
+    assert torch.isfinite(model(PIXELS, labels=soft, teacher_features=TEACHER_FEATURES).loss)
+
+
+def test_channel_handling(model):
+    model.eval()
+    rgb = PIXELS.expand(-1, 3, -1, -1)
+    assert torch.allclose(model.extract_features(rgb), model.extract_features(PIXELS), atol=1e-6)
+    with pytest.raises(ValueError, match="have 2 channels but the student 'test_resnet' expects in_chans=1"):
+        model.extract_features(torch.randn(1, 2, 28, 28))
+
+
+def test_set_teacher_classifier_checks_shapes(model):
+    with pytest.raises(ValueError, match=r"weight \(5, 32\).*expects \(3, 32\)"):
+        model.set_teacher_classifier(torch.nn.Linear(32, 5))
+
+
+def test_generate_features_is_deterministic_per_generator(model):
+    model.eval()
+    first = model.generate_features(PIXELS, generator=torch.Generator().manual_seed(0))
+    again = model.generate_features(PIXELS, generator=torch.Generator().manual_seed(0))
+    other = model.generate_features(PIXELS, generator=torch.Generator().manual_seed(1))
+    assert first.shape == (3, 32) and torch.isfinite(first).all()
+    assert torch.equal(first, again) and not torch.allclose(first, other)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm_solver"])
+def test_samplers_by_name(model, sampler):
+    model.eval()
+    features = model.generate_features(PIXELS, sampler=sampler, generator=torch.Generator().manual_seed(0))
+    assert features.shape == (3, 32) and torch.isfinite(features).all()
+
+
+def test_sampled_logits_are_the_teacher_classifier_on_sampled_features(model):
+    model.eval()
+    out = model(PIXELS, generator=torch.Generator().manual_seed(3))
+    features = model.generate_features(PIXELS, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(out.logits, features @ model.teacher_weight.T + model.teacher_bias, atol=1e-5)
+    probe = model(PIXELS, inference_path="probe")
+    assert torch.equal(probe.logits, probe.probe_logits) and probe.sampled_features is None
+
+
+@pytest.mark.parametrize("guidance_scale, branches", [(2.0, 2), (1.0, 1)])
+def test_one_head_call_per_step_batched_over_tokens_samples_and_branches(model, guidance_scale, branches):
+    shapes = []
+    hook = model.head.register_forward_hook(lambda module, args, output: shapes.append(tuple(args[0].shape)))
+    model.eval()
+    model.generate_features(PIXELS, num_inference_steps=8, num_samples=5, guidance_scale=guidance_scale)
+    hook.remove()
+    # (branches, B, num_samples, n_tokens, k) in one call per step; no branch dimension without guidance.
+    expected = (2, 3, 5, 4, 8) if branches == 2 else (3, 5, 4, 8)
+    assert shapes == [expected] * 8
+
+
+def test_samples_are_averaged_over_draws(model):
+    from gendd_hf.sampling import make_scheduler, sample_tokens
+
+    model.eval()
+    z = model.extract_features(PIXELS)
+    condition = model.head.embed_condition(z)
+    null = model.head.embed_condition(torch.zeros_like(z[:1]))[0]
+    tokens = sample_tokens(model.head, condition, null, make_scheduler("ddpm"), 8, 2.0, 2,
+                           generator=torch.Generator().manual_seed(4))
+    mean = model.sample_features(z, generator=torch.Generator().manual_seed(4))
+    assert torch.allclose(merge_tokens(tokens).mean(1), mean)
+
+
+def _save(model, folder):
+    model.save_pretrained(folder)
+    build_image_processor(model, image_size=28, mean=(0.5,), std=(0.5,)).save_pretrained(folder)
+
+
+def test_save_load_identical_logits_through_auto_classes(model, tmp_path):
+    model.eval()
+    _save(model, tmp_path)
+    expected = model(PIXELS, generator=torch.Generator().manual_seed(0)).logits
+    for auto in (AutoModelForImageClassification, AutoModel):
+        loaded = auto.from_pretrained(tmp_path)
+        assert isinstance(loaded, GenDDForImageClassification) and not loaded.training
+        assert torch.equal(loaded(PIXELS, generator=torch.Generator().manual_seed(0)).logits, expected)
+    assert AutoConfig.from_pretrained(tmp_path).teacher_feature_dim == 32
+    assert (tmp_path / "model.safetensors").exists() and not list(tmp_path.glob("*.bin"))
+
+
+def test_trust_remote_code_without_the_package(model, tmp_path):
+    model.eval()
+    _save(model, tmp_path)
+    save_file({"pixels": PIXELS}, tmp_path.parent / "pixels.safetensors")
+    expected = model(PIXELS, generator=torch.Generator().manual_seed(0)).logits
+    script = f"""
+import sys
+sys.modules["gendd_hf"] = None  # the package must not be importable
+import torch
+from transformers import AutoModelForImageClassification
+model = AutoModelForImageClassification.from_pretrained({str(tmp_path)!r}, trust_remote_code=True)
+assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+from safetensors.torch import load_file
+pixels = load_file({str(tmp_path.parent / "pixels.safetensors")!r})["pixels"]
+logits = model(pixels, generator=torch.Generator().manual_seed(0)).logits
+print(repr(logits.tolist()))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path.parent,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    remote = torch.tensor(eval(result.stdout.strip().splitlines()[-1]))
+    assert torch.equal(remote, expected)
+
+
+def test_image_classification_pipeline_returns_label_names(tmp_path):
+    model = tiny_model(inference_path="probe")
+    with torch.no_grad():  # make the probe prefer "fox" whatever the image
+        model.probe.weight.zero_()
+        model.probe.bias.copy_(torch.tensor([0.0, 1.0, 3.0]))
+    _save(model, tmp_path)
+    classifier = pipeline("image-classification", model=str(tmp_path))
+    image = Image.fromarray((np.random.default_rng(0).random((40, 30)) * 255).astype("uint8"), mode="L")
+    predictions = classifier(image)
+    assert [p["label"] for p in predictions] == ["fox", "dog", "cat"]
+    expected = torch.tensor([0.0, 1.0, 3.0]).softmax(-1)
+    assert predictions[0]["score"] == pytest.approx(expected[2].item(), rel=1e-5)
+
+
+def test_training_records_the_target_range_used_to_clamp_sampling(model):
+    assert not torch.isfinite(model.target_min).any()  # untrained: no clamping
+    model.train()
+    model(PIXELS, labels=LABELS, teacher_features=TEACHER_FEATURES)
+    from gendd_hf.diffusion import contract
+
+    target = contract(TEACHER_FEATURES, LABELS, model.teacher_weight, model.config.contraction)
+    assert torch.equal(model.target_min, target.amin(0)) and torch.equal(model.target_max, target.amax(0))
+    model.eval()
+    features = model.generate_features(PIXELS, num_samples=1, generator=torch.Generator().manual_seed(0))
+    assert (features >= model.target_min - 1e-4).all() and (features <= model.target_max + 1e-4).all()
