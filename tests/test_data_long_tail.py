@@ -35,6 +35,8 @@ def test_make_long_tailed_counts_order_and_seed():
     assert make_long_tailed(ds, imbalance_ratio=4, seed=1)["idx"][:] != ids
     # n_max is the smallest class, so every quota can be met: 5 * 5^(-c/2) -> 5, 2, 1.
     assert np.bincount(make_long_tailed(labeled([9, 6, 5]), imbalance_ratio=5)["label"][:]).tolist() == [5, 2, 1]
+    # An explicit head size: 4 * 4^(-c/2) -> 4, 2, 1.
+    assert np.bincount(make_long_tailed(ds, imbalance_ratio=4, n_max=4)["label"][:]).tolist() == [4, 2, 1]
 
 
 def test_make_long_tailed_errors():
@@ -45,6 +47,8 @@ def test_make_long_tailed_errors():
         make_long_tailed(ds, label_column="target")
     with pytest.raises(ValueError, match=r"classes \[1\] have no examples"):
         make_long_tailed(labeled([4, 0, 4]))
+    with pytest.raises(ValueError, match=r"n_max=5 must lie in \[1, 4\]"):
+        make_long_tailed(ds, n_max=5)
 
 
 def test_shot_groups_imagenet_lt_thresholds():

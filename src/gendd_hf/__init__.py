@@ -9,6 +9,8 @@ from . import models  # registers the CIFAR model zoo with timm
 from .configuration_gendd import GenDDConfig
 from .modeling_gendd import GenDDForImageClassification, GenDDImageClassifierOutput, GenDDPreTrainedModel
 from .teacher import TeacherOutput, TimmTeacher
+from .trainer import GenDDTrainer, NonFiniteLossError
+from .training_args import GenDDTrainingArguments
 
 AutoConfig.register(GenDDConfig.model_type, GenDDConfig)
 AutoModel.register(GenDDConfig, GenDDForImageClassification)
@@ -24,6 +26,9 @@ __all__ = [
     "GenDDForImageClassification",
     "GenDDImageClassifierOutput",
     "GenDDPreTrainedModel",
+    "GenDDTrainer",
+    "GenDDTrainingArguments",
+    "NonFiniteLossError",
     "TeacherOutput",
     "TimmTeacher",
 ]

@@ -3,7 +3,9 @@ token position and the timestep.
 
 The condition `y = TimeEmbed(t) + Linear(LayerNorm(z)) + PosEmbed(i)` is built from parts that are computed
 once per distinct value and broadcast: the student condition once per sample, the position embedding once
-per token, the timestep embedding once per distinct timestep. Only the adaLN blocks run per row.
+per token, the timestep embedding once per distinct timestep. `SiLU(y)` is computed once for all adaLN layers,
+and their modulations are computed at the shape of `y`, not of the tokens: in sampling, where `y` does not depend
+on the draw, the modulations are computed once per (branch, sample, token) and broadcast over the draws.
 
 This module travels with saved models (``trust_remote_code``), so it imports only torch.
 """
@@ -11,6 +13,7 @@ This module travels with saved models (``trust_remote_code``), so it imports onl
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -41,7 +44,10 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
 
 
 class AdaLNResBlock(nn.Module):
-    """LayerNorm -> shift/scale from `y` -> Linear-SiLU-Linear -> gated residual."""
+    """LayerNorm -> shift/scale from `y` -> Linear-SiLU-Linear -> gated residual.
+
+    `adaLN_modulation` is `SiLU -> Linear` (MAR's layout); `forward` takes `SiLU(y)`, computed once by the head.
+    """
 
     def __init__(self, width: int):
         super().__init__()
@@ -49,20 +55,22 @@ class AdaLNResBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 3 * width))
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        shift, scale, gate = self.adaLN_modulation(y).chunk(3, dim=-1)
+    def forward(self, x: torch.Tensor, silu_y: torch.Tensor) -> torch.Tensor:
+        shift, scale, gate = self.adaLN_modulation[-1](silu_y).chunk(3, dim=-1)
         return x + gate * self.mlp(modulate(self.in_ln(x), shift, scale))
 
 
 class AdaLNFinalLayer(nn.Module):
+    """LayerNorm -> shift/scale from `y` -> output projection; `forward` takes `SiLU(y)` like `AdaLNResBlock`."""
+
     def __init__(self, width: int, out_dim: int):
         super().__init__()
         self.norm_final = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.linear = nn.Linear(width, out_dim)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        shift, scale = self.adaLN_modulation(y).chunk(2, dim=-1)
+    def forward(self, x: torch.Tensor, silu_y: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.adaLN_modulation[-1](silu_y).chunk(2, dim=-1)
         return self.linear(modulate(self.norm_final(x), shift, scale))
 
 
@@ -118,11 +126,15 @@ class DiffusionHead(nn.Module):
 
         Args:
             noisy_tokens (`torch.Tensor` of shape `(..., k)`): `x_t`.
-            timesteps (`torch.Tensor` of shape `noisy_tokens.shape[:-1]`): integer timesteps.
+            timesteps (`torch.Tensor` broadcastable to `noisy_tokens.shape[:-1]`): integer timesteps, one per row
+                in training, a single one (0-d) in sampling.
             condition (`torch.Tensor` broadcastable to `(..., w)`): from `embed_condition`.
+
+        Returns:
+            `torch.Tensor` of shape `(..., 2k)` (epsilon, variance values) or `(..., k)`, broadcast over all inputs.
         """
-        y = self.time_embed(timesteps) + condition
+        silu_y = F.silu(self.time_embed(timesteps) + condition)
         x = self.input_proj(noisy_tokens)
         for block in self.blocks:
-            x = block(x, y)
-        return self.final_layer(x, y)
+            x = block(x, silu_y)
+        return self.final_layer(x, silu_y)

@@ -134,6 +134,19 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
         """The frozen teacher classifier: `f @ W.T + b`."""
         return F.linear(teacher_features, self.teacher_weight, self.teacher_bias)
 
+    def add_feature_projection(self) -> nn.Linear:
+        """Add (once) and return `feature_projection`, the linear map `d_s -> d_t` of GenDD's stage 1.
+
+        Stage 1 trains the student so that `classify_features(feature_projection(z))` fits the labels before the
+        diffusion stage (`GenDDTrainer` with `stage="pretrain"`). The projection is not part of the config: a
+        stage-1 folder passes its student to stage 2 through `init_from`; loaded with `from_pretrained`, it is a
+        GenDD model without the projection.
+        """
+        if not hasattr(self, "feature_projection"):
+            self.feature_projection = nn.Linear(self.student_feature_dim, self.config.teacher_feature_dim)
+            self.feature_projection.to(self.probe.weight.device)
+        return self.feature_projection
+
     def extract_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """The student's pooled penultimate feature `z` of shape `(B, d_s)`.
 
@@ -256,6 +269,7 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
         inference_path: str | None = None,
         generator: torch.Generator | None = None,
         return_dict: bool | None = None,
+        return_loss: bool = True,
         **kwargs,
     ) -> GenDDImageClassifierOutput | tuple:
         r"""
@@ -266,9 +280,12 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
                 same views; required in training, optional in eval (then the losses are computed too).
             inference_path (`str`, *optional*): `"sampled"` or `"probe"`, overriding `config.inference_path`.
             generator (`torch.Generator`, *optional*): noise source of the sampled path.
+            return_loss (`bool`, *optional*, defaults to `True`): `False` skips the GenDD losses (and the need for
+                `teacher_features` in training), for objectives built on `student_features`, such as the baselines
+                and stage 1 of `GenDDTrainer`.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        if self.training and teacher_features is None:
+        if self.training and return_loss and teacher_features is None:
             raise ValueError(
                 "GenDD training needs `teacher_features` (B, d_t): run the teacher on the same views (GenDDTrainer "
                 "does this) or stream stored teacher outputs."
@@ -276,7 +293,7 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
         student_features = self.extract_features(pixel_values)
         probe_logits = self.probe(student_features.detach())
         loss = diffusion_loss = probe_loss = sampled_features = None
-        if teacher_features is not None:
+        if return_loss and teacher_features is not None:
             diffusion_loss, probe_loss = self.compute_losses(student_features, probe_logits, teacher_features, labels)
             loss = diffusion_loss + probe_loss
 

@@ -54,6 +54,23 @@ def clamp_denoised(eps, sample, alpha_prod, low, high):
     return (sample - alpha_prod.sqrt() * x_start) / (1 - alpha_prod).sqrt()
 
 
+def guided_output(head, sample: torch.Tensor, timestep: torch.Tensor, condition: torch.Tensor,
+                  guidance_scale: float) -> torch.Tensor:
+    """One head call on `sample` `(B, S, n, k)` at one timestep, with classifier-free guidance.
+
+    `condition` is `(B, 1, n, w)`, or `(2, B, 1, n, w)` (conditional, unconditional) when guided: both branches
+    share the call, and the adaLN modulations are computed once per (branch, sample, token), not per draw. The
+    guided epsilon is combined by `apply_guidance`; the variance values come from the conditional branch, as in
+    the reference sampler.
+    """
+    output = head(sample, timestep, condition)
+    if guidance_scale == 1.0:
+        return output
+    k = head.token_dim
+    eps = apply_guidance(output[0, ..., :k], output[1, ..., :k], guidance_scale)
+    return torch.cat([eps, output[0, ..., k:]], dim=-1)
+
+
 @torch.no_grad()
 def sample_tokens(
     head,
@@ -83,25 +100,15 @@ def sample_tokens(
     """
     batch, num_tokens, _ = condition.shape
     k = head.token_dim
-    guided = guidance_scale != 1.0
     shape = (batch, num_samples, num_tokens, k)
     sample = torch.randn(shape, generator=generator, device=condition.device, dtype=condition.dtype)
     sample = sample * scheduler.init_noise_sigma
-    condition = condition.unsqueeze(1)  # (B, 1, n, w), shared by the draws
-    if guided:  # branch 0 conditional, branch 1 unconditional
-        condition = torch.stack([condition, null_condition.expand_as(condition)])
+    condition = branch_conditions(condition, null_condition, guidance_scale)
     learned_variance = uses_learned_variance(scheduler)
     scheduler.set_timesteps(num_inference_steps, device=condition.device)
     for t in scheduler.timesteps:
         model_input = scheduler.scale_model_input(sample, t)
-        if guided:
-            model_input = model_input.expand(2, *shape)
-        timesteps = torch.full(model_input.shape[:-1], int(t), device=sample.device, dtype=torch.long)
-        output = head(model_input, timesteps, condition)
-        if guided:
-            eps = apply_guidance(output[0, ..., :k], output[1, ..., :k], guidance_scale)
-            # The variance comes from the conditional branch, as in the reference sampler.
-            output = torch.cat([eps, output[0, ..., k:]], dim=-1)
+        output = guided_output(head, model_input, t, condition, guidance_scale)
         if clip_range is not None:
             alpha_prod = scheduler.alphas_cumprod[int(t)].to(sample.device, sample.dtype)
             eps = clamp_denoised(output[..., :k], sample, alpha_prod, *clip_range)
@@ -111,3 +118,12 @@ def sample_tokens(
         step = scheduler.step(output.reshape(-1, output.shape[-1]), t, sample.reshape(-1, k), generator=generator)
         sample = step.prev_sample.reshape(shape)
     return sample
+
+
+def branch_conditions(condition: torch.Tensor, null_condition: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    """`(B, n, w)` -> `(B, 1, n, w)`, shared by the draws; stacked with the null condition `(2, B, 1, n, w)` when
+    guided (branch 0 conditional, branch 1 unconditional)."""
+    condition = condition.unsqueeze(1)
+    if guidance_scale == 1.0:
+        return condition
+    return torch.stack([condition, null_condition.expand_as(condition)])

@@ -32,12 +32,16 @@ def long_tailed_class_counts(n_max: int, num_classes: int, imbalance_ratio: floa
 
 
 def make_long_tailed(
-    dataset: Dataset, imbalance_ratio: float = 100, label_column: str = "label", seed: int = 0
+    dataset: Dataset,
+    imbalance_ratio: float = 100,
+    label_column: str = "label",
+    seed: int = 0,
+    n_max: int | None = None,
 ) -> Dataset:
     """Subsample a labeled dataset into a long-tailed one (the CIFAR-LT / ImageNet-LT protocol).
 
-    Class c keeps n_c = floor(n_max * imbalance_ratio^(-c / (C - 1))) examples, where n_max is the size of the
-    smallest class (so every class can supply its quota; for a balanced dataset it is the per-class count).
+    Class c keeps n_c = floor(n_max * imbalance_ratio^(-c / (C - 1))) examples, where n_max defaults to the size of
+    the smallest class (so every class can supply its quota; for a balanced dataset it is the per-class count).
     Which examples are kept is drawn with `seed`; the kept examples stay in their original order.
 
     Args:
@@ -45,6 +49,7 @@ def make_long_tailed(
         imbalance_ratio (`float`, *optional*, defaults to 100): n_0 / n_{C-1}, at least 1.
         label_column (`str`, *optional*, defaults to `"label"`): the column holding class ids.
         seed (`int`, *optional*, defaults to 0): seed of the per-class draw.
+        n_max (`int`, *optional*): size of the head class, at most the smallest class's size (ImageNet-LT: 1280).
 
     Returns:
         `datasets.Dataset`: the selected rows.
@@ -55,7 +60,11 @@ def make_long_tailed(
     available = np.bincount(labels, minlength=num_classes)
     if available.min() == 0:
         raise ValueError(f"classes {np.flatnonzero(available == 0).tolist()} have no examples to subsample.")
-    quotas = long_tailed_class_counts(int(available.min()), num_classes, imbalance_ratio)
+    if n_max is None:
+        n_max = int(available.min())
+    elif not 1 <= n_max <= available.min():
+        raise ValueError(f"n_max={n_max} must lie in [1, {available.min()}] (the smallest class's size).")
+    quotas = long_tailed_class_counts(n_max, num_classes, imbalance_ratio)
     rng = np.random.default_rng(seed)
     keep = [rng.permutation(np.flatnonzero(labels == c))[:quota] for c, quota in enumerate(quotas)]
     return dataset.select(np.sort(np.concatenate(keep)))

@@ -1,0 +1,41 @@
+"""Trainer callbacks of GenDD's optimisation recipe."""
+
+import math
+
+from transformers import TrainerCallback
+
+
+def cosine_beta2(step: int, total_steps: int, start: float = 0.95, end: float = 0.999) -> float:
+    r"""AdamW's beta2 at optimizer step `step` (0-based) of `total_steps`, rising from `start` to `end` on a cosine:
+
+        beta2(s) = end - (end - start) * (1 + cos(pi * s / S)) / 2
+
+    so `beta2(0) = start`, `beta2(S / 2) = (start + end) / 2` and `beta2(S) = end` (GenDD: 0.95 -> 0.999).
+    """
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be >= 1, got {total_steps}.")
+    progress = min(max(step / total_steps, 0.0), 1.0)
+    return end - (end - start) * (1 + math.cos(math.pi * progress)) / 2
+
+
+class AdamBeta2Callback(TrainerCallback):
+    """Sets beta2 of every optimizer group with `betas` to `cosine_beta2(global_step, max_steps, start, end)` before
+    each optimizer step. It depends only on the step, so a resumed run gets the same values as an uninterrupted one.
+
+    Args:
+        start (`float`): beta2 at the first step.
+        end (`float`): beta2 at the end of training.
+    """
+
+    def __init__(self, start: float, end: float):
+        self.start = start
+        self.end = end
+
+    def on_step_begin(self, args, state, control, optimizer=None, **kwargs):
+        beta2 = cosine_beta2(state.global_step, state.max_steps, self.start, self.end)
+        for group in optimizer.param_groups:
+            if "betas" in group:
+                group["betas"] = (group["betas"][0], beta2)
+
+
+__all__ = ["AdamBeta2Callback", "cosine_beta2"]

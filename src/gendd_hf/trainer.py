@@ -1,0 +1,527 @@
+"""`GenDDTrainer`: GenDD and the logit-distillation baselines in one `transformers.Trainer`, under Accelerate.
+
+Every method trains the same model class, `GenDDForImageClassification`, on the same data and schedule, so one table
+compares them. The student's linear `probe` is the classifier of the baselines; GenDD trains the diffusion head and
+the (detached) probe together. A frozen timm teacher runs online under no_grad, unless the batch carries its
+precomputed outputs.
+
+A recipe is then a few lines::
+
+    args = GenDDTrainingArguments(output_dir="out", method="gendd", learning_rate=2e-3, num_train_epochs=100,
+                                  warmup_steps=0.05, eval_strategy="epoch", save_strategy="epoch")
+    teacher = TimmTeacher.from_timm("resnet34.a1_in1k")
+    config = GenDDConfig(student_name="resnet18", teacher_feature_dim=teacher.feature_dim,
+                         num_labels=teacher.num_classes)
+    trainer = GenDDTrainer(GenDDForImageClassification(config), args, teacher=teacher, train_dataset=train,
+                           eval_dataset=val, data_collator=ImageCollator(transform))
+    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    metrics = trainer.evaluate()          # eval_sampled_top1, eval_sampled_top5, eval_probe_top1, eval_probe_top5
+    trainer.save_model()
+"""
+
+import os
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+
+import torch
+from datasets import ClassLabel
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from torch import nn
+from transformers import EvalPrediction, Trainer
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import get_last_checkpoint
+from transformers.utils import SAFE_WEIGHTS_NAME, logging
+
+from .callbacks import AdamBeta2Callback
+from .losses import dkd_loss, kd_loss, soft_cross_entropy
+from .metrics import top_k_accuracy
+from .modeling_gendd import GenDDForImageClassification, GenDDImageClassifierOutput
+from .teacher import TimmTeacher
+from .training_args import GENDD_METHODS, PROJECTION_PATH, UNSUPERVISED_METHODS, GenDDTrainingArguments
+
+
+logger = logging.get_logger(__name__)
+
+TOP_K = (1, 5)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised by `GenDDTrainer` when a training loss is NaN or infinite, before any optimizer step uses it."""
+
+
+def as_teacher(teacher: TimmTeacher | nn.Module | str | None) -> TimmTeacher | None:
+    """A `TimmTeacher` from a `TimmTeacher`, a timm model, or a timm model name (pretrained weights from the Hub)."""
+    if teacher is None or isinstance(teacher, TimmTeacher):
+        return teacher
+    if isinstance(teacher, str):
+        return TimmTeacher.from_timm(teacher)
+    if isinstance(teacher, nn.Module):
+        return TimmTeacher(teacher)
+    raise TypeError(
+        f"teacher must be a TimmTeacher, a timm model or a timm model name, got {type(teacher).__name__}."
+    )
+
+
+def check_teacher(config, teacher: TimmTeacher) -> None:
+    """Raise a `ValueError` saying how to fix it when `teacher` does not fit the model `config`."""
+    if teacher.num_classes != config.num_labels:
+        raise ValueError(
+            f"The teacher has {teacher.num_classes} classes but the model has num_labels={config.num_labels}; "
+            f"build the GenDDConfig with num_labels={teacher.num_classes} (or the id2label of the teacher's classes) "
+            "and train on data labelled with the teacher's classes."
+        )
+    if teacher.feature_dim != config.teacher_feature_dim:
+        hint = f"set teacher_feature_dim={teacher.feature_dim} in the GenDDConfig"
+        if teacher.feature_dim % config.token_dim:
+            token_dim = next(k for k in (64, 32, 16, 8, 4, 2, 1) if teacher.feature_dim % k == 0)
+            hint += (
+                f" with a token_dim that divides it (token_dim={config.token_dim} does not divide "
+                f"{teacher.feature_dim}; e.g. token_dim={token_dim})"
+            )
+        raise ValueError(
+            f"The teacher's pooled feature has {teacher.feature_dim} dims but the model expects "
+            f"teacher_feature_dim={config.teacher_feature_dim}: {hint}."
+        )
+
+
+def check_dataset_classes(dataset, num_labels: int, name: str) -> None:
+    """Raise a `ValueError` when a dataset's `label` column is a `ClassLabel` with another class count."""
+    datasets = dataset.values() if isinstance(dataset, dict) else [dataset]
+    for data in datasets:
+        label = (getattr(data, "features", None) or {}).get("label")
+        if isinstance(label, ClassLabel) and label.num_classes != num_labels:
+            raise ValueError(
+                f"The {name} 'label' column has {label.num_classes} classes but the model and teacher have "
+                f"num_labels={num_labels}; distil on data labelled with the teacher's classes (or use a teacher "
+                f"trained on these {label.num_classes} classes)."
+            )
+
+
+def load_student_weights(model: GenDDForImageClassification, folder: str | os.PathLike) -> None:
+    """Initialise `model.student` from the `student.*` weights of a GenDD folder's `model.safetensors`.
+
+    The folder may be stage 1's output, a Trainer checkpoint or any saved GenDD model. Only safetensors are read.
+    """
+    path = Path(folder)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"init_from={str(folder)!r} does not exist; pass the output folder of stage 1 (stage='pretrain') or any "
+            "folder saved by GenDDForImageClassification.save_pretrained."
+        )
+    weights = path / SAFE_WEIGHTS_NAME
+    if not weights.is_file():
+        raise ValueError(
+            f"init_from={str(folder)!r} is not a GenDD model folder: it has no {SAFE_WEIGHTS_NAME} (only safetensors "
+            "are loaded, never pickles). Pass the folder that save_pretrained or the Trainer wrote."
+        )
+    try:
+        state_dict = load_file(weights)
+    except SafetensorError as error:
+        raise ValueError(f"init_from: {weights} is not a readable safetensors file ({error}).") from error
+    prefix = "student."
+    student = {name.removeprefix(prefix): value for name, value in state_dict.items() if name.startswith(prefix)}
+    if not student:
+        raise ValueError(f"init_from: {weights} has no 'student.*' weights; is it a GenDD model?")
+    try:
+        model.student.load_state_dict(student)
+    except RuntimeError as error:
+        raise ValueError(
+            f"init_from: the student in {weights} does not fit student_name={model.config.student_name!r} with "
+            f"student_kwargs={model.config.student_kwargs}: {error}"
+        ) from error
+
+
+def check_checkpoint(folder: str | os.PathLike) -> None:
+    """Raise a clear error unless `folder` is a checkpoint written by the Trainer (`checkpoint-N`)."""
+    path = Path(folder)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"resume_from_checkpoint={str(folder)!r} does not exist; pass a checkpoint-N folder of output_dir, or "
+            "True to resume from the latest one."
+        )
+    missing = [name for name in (SAFE_WEIGHTS_NAME, TRAINER_STATE_NAME) if not (path / name).is_file()]
+    if missing:
+        raise ValueError(
+            f"resume_from_checkpoint={str(folder)!r} is not a Trainer checkpoint: {', '.join(missing)} missing. "
+            "Pass a checkpoint-N folder written during training (a saved model folder cannot be resumed; use "
+            "init_from to start from its student)."
+        )
+
+
+def parameter_groups(model: nn.Module, weight_decay: float, head_weight_decay: float) -> list[dict]:
+    """AdamW groups of the trainable parameters: `"decay"` (matrices and convolutions, `weight_decay`), `"head"` (the
+    diffusion head's matrices, `head_weight_decay`) and `"no_decay"` (every norm layer and bias: timm's rule, tensors
+    of at most one dimension). Frozen parameters are left out; empty groups too."""
+    groups = {"decay": [], "head": [], "no_decay": []}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        if parameter.ndim <= 1 or name.endswith(".bias"):
+            groups["no_decay"].append(parameter)
+        elif name.startswith("head."):
+            groups["head"].append(parameter)
+        else:
+            groups["decay"].append(parameter)
+    decay = {"decay": weight_decay, "head": head_weight_decay, "no_decay": 0.0}
+    return [
+        {"params": params, "weight_decay": decay[name], "name": name} for name, params in groups.items() if params
+    ]
+
+
+def top_k_metrics(eval_prediction: EvalPrediction, paths: Sequence[str]) -> dict[str, float]:
+    """`{path}_top1` and `{path}_top5` for each inference path, from the tuple of per-path logits."""
+    predictions = eval_prediction.predictions
+    predictions = predictions if isinstance(predictions, tuple) else (predictions,)
+    if len(predictions) != len(paths):
+        raise ValueError(f"Got {len(predictions)} logits arrays for the inference paths {list(paths)}.")
+    return {
+        f"{path}_{name}": value
+        for path, logits in zip(paths, predictions)
+        for name, value in top_k_accuracy(logits, eval_prediction.label_ids, TOP_K).items()
+    }
+
+
+def prepare_model_for_method(
+    model: GenDDForImageClassification,
+    args: GenDDTrainingArguments,
+    teacher: TimmTeacher | None = None,
+    image_mixup: bool = False,
+) -> None:
+    """Make `model` ready for `args.method` and `args.stage`, in place.
+
+    Loads `args.init_from`'s student, adds stage 1's projection, sets what the method fixes in the config
+    (`inference_path="probe"` for the baselines, `contraction=0` for `gendd_unsup`, no feature mixup with image
+    mixup, as in the paper's A1/A2 recipes), checks the teacher and copies its classifier into a model whose copy is
+    still zero, and freezes every top-level module that `args.trainable_modules` does not list.
+    """
+    if args.init_from is not None:
+        load_student_weights(model, args.init_from)
+    if args.stage == "pretrain":
+        model.add_feature_projection()
+
+    overrides = {}  # config field -> (value, why)
+    if args.method not in GENDD_METHODS:
+        overrides["inference_path"] = ("probe", f"method={args.method!r} classifies with the probe")
+    if args.method == "gendd_unsup":
+        overrides["contraction"] = (0.0, "gendd_unsup is GenDD without labels (lambda 0)")
+    if image_mixup:
+        overrides["feature_mixup_beta"] = (0.0, "image mixup/cutmix replaces feature mixup, as in the A1/A2 recipes")
+    for name, (value, why) in overrides.items():
+        if getattr(model.config, name) != value:
+            logger.warning(f"Setting config.{name}={value!r} (was {getattr(model.config, name)!r}): {why}.")
+            setattr(model.config, name, value)
+
+    if teacher is not None:
+        check_teacher(model.config, teacher)
+        if not model.teacher_weight.any():
+            model.set_teacher_classifier(teacher.classifier_weight, teacher.classifier_bias)
+        elif not torch.equal(model.teacher_weight.cpu(), teacher.classifier_weight.cpu()):
+            logger.warning("The model's teacher classifier differs from the teacher's; keeping the model's.")
+    elif (args.uses_teacher_classifier or args.uses_teacher_outputs) and not model.teacher_weight.any():
+        raise ValueError(
+            f"method={args.method!r} (stage={args.stage!r}) uses the teacher classifier, but the model's copy is zero "
+            "and no teacher was given: pass teacher= to GenDDTrainer, or call model.set_teacher_classifier(W, b)."
+        )
+
+    model.requires_grad_(False)
+    for name in args.trainable_modules:
+        getattr(model, name).requires_grad_(True)
+
+
+def _first_conv_in_channels(module: nn.Module) -> int | None:
+    return next((m.in_channels for m in module.modules() if isinstance(m, nn.Conv2d)), None)
+
+
+class GenDDTrainer(Trainer):
+    r"""
+    A [`~transformers.Trainer`] for GenDD and its baselines (`args.method`), stage 1 (`args.stage="pretrain"`) and
+    evaluation of both inference paths. Works with `python` and `accelerate launch` alike (DDP: the parameters a method
+    does not use are frozen, so `ddp_find_unused_parameters=False`).
+
+    Training objective per method (`labels`: hard `(B,)`, or soft `(B, C)` from `mixup_fn`):
+
+    - `ce`: cross-entropy of `probe(z)` (gradient into the backbone). Logs `ce_loss`.
+    - `kd`: `ce_loss + kd_loss(probe(z), teacher logits, T=kd_temperature)`. Logs `ce_loss`, `kd_loss`.
+    - `dkd`: `ce_loss + dkd_loss(...)` with `args.dkd_kwargs` (hard labels only). Logs `ce_loss`, `dkd_loss`.
+    - `kl_unsup`: `kd_loss` alone, no labels. Logs `kd_loss`.
+    - `gendd`: the model's loss, diffusion on contracted teacher features plus the detached probe's cross-entropy.
+      Logs `diffusion_loss`, `probe_loss`.
+    - `gendd_unsup`: the same with `contraction=0` and the teacher's softmax in place of labels.
+    - `stage="pretrain"`: cross-entropy of `classify_features(feature_projection(z))` against the labels (or the
+      teacher's softmax for the unsupervised methods). Logs `ce_loss`.
+
+    The logged terms are averaged like `loss`: over the optimizer steps since the last log, the micro-batches of
+    gradient accumulation and the processes. `loss` is their sum.
+
+    Teacher outputs come from the batch when it has `args.teacher_features_column` (and optionally
+    `args.teacher_logits_column`; else the logits are `model.classify_features(features)`), in which case the teacher
+    is never run; otherwise from `teacher`, in eval mode under no_grad, prepared by Accelerate for evaluation only.
+
+    `evaluate()` returns `eval_loss` and, for each path of `args.inference_paths`, `eval_{path}_top1` and
+    `eval_{path}_top5` (fractions, from the packaged `top_k_accuracy` metric over the whole gathered eval set):
+    `sampled` and/or `probe` for GenDD, `probe` for the baselines, `projection` in stage 1. The sampled path uses the
+    model config's sampling settings unless `args.eval_*` override them, with noise from a generator seeded by
+    `args.eval_seed`; evaluation runs in a forked RNG, so it does not change the training run. `predict()` returns
+    the tuple of per-path logits in the same order.
+
+    Checkpoints are the Trainer's: `model.safetensors` and `config.json` (with the model code, for
+    `trust_remote_code`), plus `trainer_state.json`, `optimizer.pt`, `scheduler.pt`, `rng_state.pth` and
+    `training_args.bin`. Those `.pt`/`.pth`/`.bin` files are pickles written by your own run to resume it (the Trainer
+    reads the first three back with `weights_only=True`), not files to download or share: only the safetensors weights
+    are meant to travel. `train(resume_from_checkpoint=...)` continues where the run stopped and, with the same `seed`
+    and `data_seed`, ends with the same weights as a run that was never interrupted (random augmentation included).
+
+    A NaN or infinite training loss raises [`NonFiniteLossError`] naming the step, before the optimizer uses it: the
+    checkpoints already written stay as they are.
+
+    Args:
+        model ([`GenDDForImageClassification`]):
+            The student. It is prepared in place by [`prepare_model_for_method`].
+        args ([`GenDDTrainingArguments`]):
+            Training arguments, method and stage.
+        teacher ([`TimmTeacher`], `nn.Module` or `str`, *optional*):
+            The frozen teacher: a `TimmTeacher`, a timm model (wrapped), or a timm model name (created with pretrained
+            weights from the Hub). Not needed for `ce`, for supervised stage 1, or when the batches carry teacher
+            outputs and the model already holds the teacher classifier.
+        mixup_fn (`Callable`, *optional*):
+            Batch mixup/cutmix in training, `(pixel_values, labels) -> (mixed pixel_values, soft labels)`, such as
+            `gendd_hf.data.mixup_fn(...)` (timm's `Mixup`). Needs labels and online teacher outputs; not with `dkd`.
+        trainer_kwargs:
+            Passed to `Trainer` (`train_dataset`, `eval_dataset`, `data_collator`, `callbacks`, `compute_metrics`...).
+            `model_init` is not supported.
+    """
+
+    def __init__(
+        self,
+        model: GenDDForImageClassification,
+        args: GenDDTrainingArguments,
+        teacher: TimmTeacher | nn.Module | str | None = None,
+        mixup_fn: Callable | None = None,
+        **trainer_kwargs,
+    ):
+        if not isinstance(args, GenDDTrainingArguments):
+            raise TypeError(f"GenDDTrainer needs GenDDTrainingArguments, got {type(args).__name__}.")
+        if not isinstance(model, GenDDForImageClassification):
+            raise TypeError(
+                f"GenDDTrainer trains a GenDDForImageClassification (every method uses it), got {type(model).__name__}."
+            )
+        if mixup_fn is not None and not args.uses_labels:
+            raise ValueError(f"mixup_fn mixes labels, but method={args.method!r} trains without labels; drop it.")
+        if mixup_fn is not None and args.method == "dkd" and args.stage == "main":
+            raise ValueError("method='dkd' needs hard labels (one target class per image); drop mixup_fn.")
+        teacher = as_teacher(teacher)
+        prepare_model_for_method(model, args, teacher, image_mixup=mixup_fn is not None)
+        for name in ("train_dataset", "eval_dataset"):
+            check_dataset_classes(trainer_kwargs.get(name), model.config.num_labels, name)
+        trainer_kwargs.setdefault("compute_metrics", partial(top_k_metrics, paths=args.inference_paths))
+        super().__init__(model=model, args=args, **trainer_kwargs)
+
+        self.teacher = None if teacher is None else self.accelerator.prepare_model(teacher, evaluation_mode=True)
+        self._teacher_in_chans = None if teacher is None else _first_conv_in_channels(teacher)
+        self.mixup_fn = mixup_fn
+        self.add_callback(AdamBeta2Callback(args.adam_beta2_start, args.adam_beta2_end))
+        self._eval_generator = None
+        # Loss terms summed since the last log, and the optimizer steps they cover.
+        self._logged_terms: dict[str, torch.Tensor] = {}
+        self._logged_steps = 0.0
+
+    # ---- training -------------------------------------------------------------------------------------------------
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        """`Trainer.train`, with a clear error when `resume_from_checkpoint` is not a Trainer checkpoint folder."""
+        if isinstance(resume_from_checkpoint, (str, os.PathLike)):
+            check_checkpoint(resume_from_checkpoint)
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
+        """The optimizer of `args.optim` (AdamW by default) over [`parameter_groups`]."""
+        if self.optimizer is None:
+            opt_model = self.model if model is None else model
+            groups = parameter_groups(
+                self.accelerator.unwrap_model(opt_model), self.args.weight_decay, self.args.head_weight_decay
+            )
+            optimizer_cls, optimizer_kwargs = self.optimizer_cls_and_kwargs or self.get_optimizer_cls_and_kwargs(
+                self.args, opt_model
+            )
+            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, GenDDImageClassifierOutput]:
+        """The loss of `args.method` (see the class docstring); every term is a mean over the batch, so
+        `num_items_in_batch` is not needed."""
+        args = self.args
+        unwrapped = self.accelerator.unwrap_model(model)
+        pixel_values = inputs["pixel_values"]
+        labels = self._method_labels(inputs)
+        if model.training and self.mixup_fn is not None:
+            pixel_values, labels = self.mixup_fn(pixel_values, labels)
+        teacher_features = teacher_logits = None
+        if args.uses_teacher_outputs:
+            teacher_features, teacher_logits = self._teacher_outputs(inputs, pixel_values, unwrapped, model.training)
+
+        if args.method in GENDD_METHODS and args.stage == "main":
+            outputs = model(
+                pixel_values=pixel_values, labels=labels, teacher_features=teacher_features, inference_path="probe"
+            )
+            terms = {"diffusion_loss": outputs.diffusion_loss, "probe_loss": outputs.probe_loss}
+        else:
+            # The baselines and stage 1 classify the student feature with gradient into the backbone.
+            outputs = model(pixel_values=pixel_values, return_loss=False, inference_path="probe")
+            if args.stage == "pretrain":
+                logits = unwrapped.classify_features(unwrapped.feature_projection(outputs.student_features))
+                target = labels if labels is not None else teacher_logits.softmax(dim=-1)
+                terms = {"ce_loss": soft_cross_entropy(logits, target)}
+            else:
+                terms = self._baseline_terms(unwrapped.probe(outputs.student_features), labels, teacher_logits)
+        loss = sum(terms.values())
+
+        if model.training:
+            self._check_finite(loss, terms)
+            self._accumulate_terms(terms)
+        return (loss, outputs) if return_outputs else loss
+
+    def _method_labels(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        if not self.args.uses_labels:
+            return None
+        labels = inputs.get("labels")
+        if labels is None:
+            raise ValueError(
+                f"method={self.args.method!r} needs labels, but the batch has no 'labels' (keys: {sorted(inputs)}). "
+                "ImageCollator fills them from the dataset's label column: use labelled data, or an unsupervised "
+                f"method ({', '.join(UNSUPERVISED_METHODS)})."
+            )
+        return labels
+
+    def _teacher_outputs(self, inputs, pixel_values, unwrapped, training: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        args = self.args
+        features = inputs.get(args.teacher_features_column)
+        if features is not None:
+            if training and self.mixup_fn is not None:
+                raise ValueError(
+                    f"The batch carries precomputed '{args.teacher_features_column}' of un-mixed images, which do "
+                    "not match the mixed images of mixup_fn: drop mixup_fn or run the teacher online."
+                )
+            features = features.float()
+            logits = inputs.get(args.teacher_logits_column)
+            logits = unwrapped.classify_features(features) if logits is None else logits.float()
+            return features, logits
+        if self.teacher is None:
+            raise ValueError(
+                f"method={args.method!r} (stage={args.stage!r}) needs teacher outputs: pass teacher= to GenDDTrainer "
+                f"or give the batches a '{args.teacher_features_column}' column."
+            )
+        channels = pixel_values.shape[1]
+        if self._teacher_in_chans is not None and channels != self._teacher_in_chans:
+            raise ValueError(
+                f"pixel_values have {channels} channels but the teacher expects {self._teacher_in_chans}; build the "
+                "transforms from the data config that both the teacher and the student accept."
+            )
+        output = self.teacher(pixel_values)
+        return output.features, output.logits
+
+    def _baseline_terms(self, logits, labels, teacher_logits) -> dict[str, torch.Tensor]:
+        args = self.args
+        terms = {} if labels is None else {"ce_loss": soft_cross_entropy(logits, labels)}
+        if args.method in ("kd", "kl_unsup"):
+            terms["kd_loss"] = kd_loss(logits, teacher_logits, args.kd_temperature)
+        elif args.method == "dkd":
+            # DKD ramps in over epochs counted from 1, as its reference code does.
+            epoch = None if self.state.epoch is None else int(self.state.epoch) + 1
+            terms["dkd_loss"] = dkd_loss(logits, teacher_logits, labels, epoch=epoch, **args.dkd_kwargs)
+        return terms
+
+    def _check_finite(self, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
+        finite = torch.isfinite(loss.detach()).float().reshape(1)
+        # Every process must raise together, or the others would wait forever in the next collective.
+        if bool(self.accelerator.gather(finite).all()):
+            return
+        output_dir = self.args.output_dir
+        last = get_last_checkpoint(output_dir) if output_dir and os.path.isdir(output_dir) else None
+        values = ", ".join(f"{name}={value.item():.4g}" for name, value in terms.items())
+        raise NonFiniteLossError(
+            f"Training stopped: the {self.args.method!r} loss is {loss.item()} at step {self.state.global_step + 1} "
+            f"(epoch {self.state.epoch or 0:.2f}; {values}). No optimizer step used it and no checkpoint was written "
+            f"for it; the last checkpoint is {last or 'none (nothing was saved yet)'}. Check the data and teacher "
+            "outputs for NaN, or resume from that checkpoint with a lower learning_rate."
+        )
+
+    def _accumulate_terms(self, terms: dict[str, torch.Tensor]) -> None:
+        scale = 1.0 / self.current_gradient_accumulation_steps
+        for name, value in terms.items():
+            self._logged_terms[name] = self._logged_terms.get(name, 0.0) + value.detach().float() * scale
+        self._logged_steps += scale
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Adds the method's loss terms to the training logs (those with `loss`), averaged like `loss`."""
+        if "loss" in logs and self._logged_terms:
+            names = sorted(self._logged_terms)
+            values = torch.stack([self._logged_terms[name] for name in names])[None]
+            values = self.accelerator.gather(values).mean(dim=0) / self._logged_steps
+            logs.update({name: value.item() for name, value in zip(names, values)})
+            self._logged_terms, self._logged_steps = {}, 0.0
+        super().log(logs, start_time)
+
+    # ---- evaluation -----------------------------------------------------------------------------------------------
+    def evaluation_loop(self, *args, **kwargs):
+        """`Trainer.evaluation_loop` in a forked RNG seeded with `args.eval_seed`: reproducible scores, and a training
+        run that does not depend on when it evaluates."""
+        device = self.args.device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(self.args.eval_seed)
+            self._eval_generator = torch.Generator(device).manual_seed(self.args.eval_seed)
+            return super().evaluation_loop(*args, **kwargs)
+
+    def prediction_step(self, model, inputs, prediction_loss_only: bool, ignore_keys=None):
+        """`(loss, per-path logits tuple, labels)`; the loss needs labels unless the method is unsupervised."""
+        inputs = self._prepare_inputs(inputs)
+        labels = inputs.get("labels")
+        with torch.no_grad():
+            if labels is not None or not self.args.uses_labels:
+                loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
+                loss = loss.detach()
+            else:
+                loss = None
+                outputs = model(pixel_values=inputs["pixel_values"], return_loss=False, inference_path="probe")
+            if prediction_loss_only:
+                return loss, None, None
+            unwrapped = self.accelerator.unwrap_model(model)
+            features = outputs.student_features
+            logits = tuple(self._path_logits(unwrapped, path, features) for path in self.args.inference_paths)
+        return loss, logits, labels
+
+    def _path_logits(self, model: GenDDForImageClassification, path: str, student_features: torch.Tensor):
+        if path == "probe":
+            return model.probe(student_features)
+        if path == PROJECTION_PATH:
+            return model.classify_features(model.feature_projection(student_features))
+        args = self.args
+        features = model.sample_features(
+            student_features,
+            num_inference_steps=args.eval_num_inference_steps,
+            guidance_scale=args.eval_guidance_scale,
+            num_samples=args.eval_num_samples,
+            generator=self._eval_generator,
+            sampler=args.eval_sampler,
+        )
+        return model.classify_features(features)
+
+
+__all__ = [
+    "NonFiniteLossError",
+    "GenDDTrainer",
+    "as_teacher",
+    "check_checkpoint",
+    "check_dataset_classes",
+    "check_teacher",
+    "load_student_weights",
+    "parameter_groups",
+    "prepare_model_for_method",
+    "top_k_metrics",
+]

@@ -1,0 +1,188 @@
+"""`GenDDTrainingArguments`: the Trainer's arguments plus the method, the stage and GenDD's optimisation settings."""
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from .configuration_gendd import INFERENCE_PATHS, SAMPLERS
+from .losses import DKD_DEFAULTS
+
+
+METHODS = ("ce", "kd", "dkd", "kl_unsup", "gendd", "gendd_unsup")
+"""`ce`: the student alone; `kd`: Hinton KD; `dkd`: decoupled KD; `kl_unsup`: KL to the teacher without labels;
+`gendd`: Generative Distribution Distillation; `gendd_unsup`: GenDD without labels (contraction lambda 0)."""
+GENDD_METHODS = ("gendd", "gendd_unsup")
+UNSUPERVISED_METHODS = ("kl_unsup", "gendd_unsup")
+STAGES = ("main", "pretrain")
+"""`pretrain`: GenDD's stage 1 (student -> linear projection -> frozen teacher classifier, cross-entropy);
+`main`: the method itself (stage 2 of GenDD)."""
+PROJECTION_PATH = "projection"
+"""Name of stage 1's inference path, `classify_features(feature_projection(z))`, in metric names."""
+
+
+@dataclass
+class GenDDTrainingArguments(TrainingArguments):
+    r"""
+    [`~transformers.TrainingArguments`] for [`GenDDTrainer`]: the distillation method, the stage, and the
+    optimisation settings of the GenDD paper (arXiv 2507.14503). Parsed from the command line by
+    `HfArgumentParser`, like any `TrainingArguments`.
+
+    Defaults that differ from `TrainingArguments`: `lr_scheduler_type="cosine"` (warm up with `warmup_steps`, a step
+    count or a ratio in [0, 1)), `weight_decay=0.05`, `remove_unused_columns=False` (the raw `image` column must reach
+    the collator) and `ddp_find_unused_parameters=False` (the trainer freezes what a method does not use).
+
+    AdamW's beta2 follows a cosine from `adam_beta2_start` to `adam_beta2_end` over training (`adam_beta2` is
+    overridden at every step; optimizers without betas are left alone).
+    """
+
+    method: str = field(default="gendd", metadata={"help": "Distillation method.", "choices": list(METHODS)})
+    stage: str = field(
+        default="main",
+        metadata={
+            "help": "'pretrain' (stage 1: projection to the teacher space + cross-entropy) or 'main'.",
+            "choices": list(STAGES),
+        },
+    )
+    init_from: str | None = field(
+        default=None,
+        metadata={"help": "Folder of a GenDD model (e.g. saved by stage 1) whose student weights start training."},
+    )
+    kd_temperature: float = field(
+        default=4.0, metadata={"help": "Softening temperature T of the `kd` and `kl_unsup` losses."}
+    )
+    dkd_preset: str = field(
+        default="imagenet",
+        metadata={"help": "Published DKD settings the dkd_* options default to.", "choices": sorted(DKD_DEFAULTS)},
+    )
+    dkd_alpha: float | None = field(default=None, metadata={"help": "DKD weight of TCKD (default: dkd_preset's)."})
+    dkd_beta: float | None = field(default=None, metadata={"help": "DKD weight of NCKD (default: dkd_preset's)."})
+    dkd_temperature: float | None = field(default=None, metadata={"help": "DKD temperature (default: dkd_preset's)."})
+    dkd_warmup_epochs: float | None = field(
+        default=None, metadata={"help": "Epochs over which the DKD loss ramps in (default: dkd_preset's)."}
+    )
+    adam_beta2_start: float = field(default=0.95, metadata={"help": "AdamW beta2 at the first step."})
+    adam_beta2_end: float = field(default=0.999, metadata={"help": "AdamW beta2 at the last step (cosine ramp)."})
+    head_weight_decay: float = field(
+        default=0.0,
+        metadata={"help": "Weight decay of the diffusion head's matrices (norms and biases never decay)."},
+    )
+    eval_inference_paths: list[str] = field(
+        default_factory=lambda: list(INFERENCE_PATHS),
+        metadata={
+            "help": "GenDD paths scored by evaluate(): 'sampled' and/or 'probe' (baselines: 'probe' only).",
+            "choices": list(INFERENCE_PATHS),
+        },
+    )
+    eval_num_inference_steps: int | None = field(
+        default=None, metadata={"help": "Sampling steps in evaluation (default: the model config's)."}
+    )
+    eval_guidance_scale: float | None = field(
+        default=None, metadata={"help": "Guidance scale in evaluation (default: the model config's)."}
+    )
+    eval_num_samples: int | None = field(
+        default=None, metadata={"help": "Feature samples averaged per image in evaluation (default: the config's)."}
+    )
+    eval_sampler: str | None = field(
+        default=None, metadata={"help": f"Sampler in evaluation, one of {list(SAMPLERS)} (default: the config's)."}
+    )
+    eval_seed: int = field(default=0, metadata={"help": "Seed of the sampling noise in evaluation."})
+    teacher_features_column: str = field(
+        default="teacher_features",
+        metadata={"help": "Batch key of precomputed teacher features; when present the teacher is not run."},
+    )
+    teacher_logits_column: str = field(
+        default="teacher_logits",
+        metadata={"help": "Batch key of precomputed teacher logits (computed from the features when absent)."},
+    )
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule (cosine in GenDD)."})
+    weight_decay: float = field(
+        default=0.05, metadata={"help": "AdamW weight decay of the student and probe matrices (not norms/biases)."}
+    )
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Keep False for image data: the collator needs the raw image column."}
+    )
+    ddp_find_unused_parameters: bool | None = field(
+        default=False, metadata={"help": "False: parameters a method does not use are frozen, none is unused."}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+
+        def check(name, ok, allowed):
+            if not ok:
+                raise ValueError(f"GenDDTrainingArguments.{name}={getattr(self, name)!r} is invalid: {allowed}.")
+
+        check("method", self.method in METHODS, f"use one of {list(METHODS)}")
+        check("stage", self.stage in STAGES, f"use one of {list(STAGES)}")
+        check("kd_temperature", self.kd_temperature > 0, "use a temperature > 0")
+        check("dkd_preset", self.dkd_preset in DKD_DEFAULTS, f"use one of {sorted(DKD_DEFAULTS)}")
+        for name in ("dkd_alpha", "dkd_beta"):
+            check(name, getattr(self, name) is None or getattr(self, name) >= 0, "use a weight >= 0")
+        for name in ("dkd_temperature", "dkd_warmup_epochs"):
+            check(name, getattr(self, name) is None or getattr(self, name) > 0, "use a value > 0")
+        for name in ("adam_beta2_start", "adam_beta2_end"):
+            check(name, 0.0 <= getattr(self, name) < 1.0, "use a value in [0, 1)")
+        check("head_weight_decay", self.head_weight_decay >= 0, "use a value >= 0")
+        check(
+            "eval_inference_paths",
+            len(self.eval_inference_paths) > 0 and set(self.eval_inference_paths) <= set(INFERENCE_PATHS),
+            f"use a non-empty subset of {list(INFERENCE_PATHS)}",
+        )
+        for name in ("eval_num_inference_steps", "eval_num_samples"):
+            check(name, getattr(self, name) is None or getattr(self, name) >= 1, "use an integer >= 1 or None")
+        check("eval_guidance_scale", self.eval_guidance_scale is None or self.eval_guidance_scale >= 0,
+              "use a value >= 0 or None")
+        check("eval_sampler", self.eval_sampler is None or self.eval_sampler in SAMPLERS,
+              f"use one of {list(SAMPLERS)} or None")
+
+    @property
+    def uses_labels(self) -> bool:
+        """Whether training needs labels (all methods except the unsupervised ones)."""
+        return self.method not in UNSUPERVISED_METHODS
+
+    @property
+    def uses_teacher_outputs(self) -> bool:
+        """Whether training needs the teacher's features/logits per batch (the teacher model or stored outputs).
+
+        `ce` needs none; stage 1 needs them only without labels (its target is then the teacher's softmax).
+        """
+        if self.stage == "pretrain":
+            return not self.uses_labels
+        return self.method != "ce"
+
+    @property
+    def uses_teacher_classifier(self) -> bool:
+        """Whether the model's copy of the teacher classifier is used (GenDD and stage 1)."""
+        return self.stage == "pretrain" or self.method in GENDD_METHODS
+
+    @property
+    def trainable_modules(self) -> tuple[str, ...]:
+        """Top-level modules of `GenDDForImageClassification` that this method and stage train; the rest is frozen."""
+        if self.stage == "pretrain":
+            return ("student", "feature_projection")
+        if self.method in GENDD_METHODS:
+            return ("student", "head", "probe")
+        return ("student", "probe")
+
+    @property
+    def inference_paths(self) -> tuple[str, ...]:
+        """Paths scored by `evaluate()`: stage 1's projection, the baselines' probe, or `eval_inference_paths`."""
+        if self.stage == "pretrain":
+            return (PROJECTION_PATH,)
+        if self.method in GENDD_METHODS:
+            return tuple(self.eval_inference_paths)
+        return ("probe",)
+
+    @property
+    def dkd_kwargs(self) -> dict[str, float]:
+        """`dkd_loss` keyword arguments: `dkd_preset`'s published values with the `dkd_*` options on top."""
+        overrides = {
+            "alpha": self.dkd_alpha,
+            "beta": self.dkd_beta,
+            "temperature": self.dkd_temperature,
+            "warmup_epochs": self.dkd_warmup_epochs,
+        }
+        return {**DKD_DEFAULTS[self.dkd_preset], **{k: v for k, v in overrides.items() if v is not None}}
+
+
+__all__ = ["GENDD_METHODS", "METHODS", "PROJECTION_PATH", "STAGES", "UNSUPERVISED_METHODS", "GenDDTrainingArguments"]
