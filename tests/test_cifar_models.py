@@ -28,6 +28,7 @@ ZOO = [
     ("cifar_resnet110", 1.7, 1_736_564, 64),
     ("cifar_resnet8x4", 1.2, 1_233_540, 256),
     ("cifar_resnet32x4", 7.4, 7_433_860, 256),
+    ("cifar_resnet50", 23.71, 23_705_252, 2048),
     ("cifar_wrn_16_2", 0.70, 703_284, 128),
     ("cifar_wrn_40_1", 0.57, 569_780, 64),
     ("cifar_wrn_40_2", 2.2, 2_255_156, 128),
@@ -154,6 +155,10 @@ TO_REFERENCE_KEYS = {
         ["blocks.6.0.conv.7.weight", "conv2.0.weight", "classifier.0.weight"],
     ),
     "cifar_resnet20": ([], ["layer2.0.downsample.0.weight", "layer3.2.bn2.weight", "fc.bias"]),
+    "cifar_resnet50": (
+        [(r"\.downsample\.", ".shortcut."), (r"^fc\.", "linear.")],
+        ["layer1.0.shortcut.0.weight", "layer4.2.bn3.running_var", "linear.weight"],
+    ),
 }
 
 

@@ -2,7 +2,9 @@
 
 from transformers import PretrainedConfig
 
-SAMPLERS = ("ddpm", "ddim", "dpm_solver")
+# Diffusers schedulers running a reverse chain, and "mean", the one-step estimate of the conditional mean.
+CHAIN_SAMPLERS = ("ddpm", "ddim", "dpm_solver")
+SAMPLERS = (*CHAIN_SAMPLERS, "mean")
 NOISE_SCHEDULES = {"cosine": "squaredcos_cap_v2", "linear": "linear"}
 INFERENCE_PATHS = ("sampled", "probe")
 
@@ -52,7 +54,12 @@ class GenDDConfig(PretrainedConfig):
         num_samples (`int`, *optional*, defaults to 5):
             Independent feature samples averaged before the teacher classifier.
         sampler (`str`, *optional*, defaults to `"ddpm"`):
-            One of `"ddpm"`, `"ddim"`, `"dpm_solver"` (diffusers schedulers).
+            `"ddpm"` (the paper's), `"ddim"` or `"dpm_solver"` (DPM-Solver++): diffusers schedulers running
+            `num_inference_steps` steps; or `"mean"`: one head call that estimates the conditional mean of the
+            teacher feature (what the `num_samples` average approximates), ignoring `num_inference_steps` and
+            `num_samples`. Setting `sampler="mean"` alone turns a saved model into a fast one.
+        mean_timestep (`int`, *optional*, defaults to 500):
+            Noise level of the `"mean"` sampler: the head's `x_0` prediction at this timestep is the estimate.
         clip_denoised (`bool`, *optional*, defaults to `True`):
             Clamp each sampling step's predicted `x_0` to the per-coordinate range of the training targets (recorded
             by the model in training). Guards the first step of the cosine chain (t = 999), where epsilon errors are
@@ -83,6 +90,7 @@ class GenDDConfig(PretrainedConfig):
         guidance_scale: float = 2.0,
         num_samples: int = 5,
         sampler: str = "ddpm",
+        mean_timestep: int = 500,
         clip_denoised: bool = True,
         inference_path: str = "sampled",
         **kwargs,
@@ -104,6 +112,7 @@ class GenDDConfig(PretrainedConfig):
         self.guidance_scale = guidance_scale
         self.num_samples = num_samples
         self.sampler = sampler
+        self.mean_timestep = mean_timestep
         self.clip_denoised = clip_denoised
         self.inference_path = inference_path
         super().__init__(**kwargs)
@@ -148,6 +157,9 @@ class GenDDConfig(PretrainedConfig):
         )
         check("num_inference_steps", self.num_inference_steps <= self.num_train_timesteps,
               f"use at most num_train_timesteps={self.num_train_timesteps}")
+        check("mean_timestep", isinstance(self.mean_timestep, int) and not isinstance(self.mean_timestep, bool)
+              and 0 <= self.mean_timestep < self.num_train_timesteps,
+              f"use an integer in [0, num_train_timesteps={self.num_train_timesteps})")
         check("noise_schedule", self.noise_schedule in NOISE_SCHEDULES, f"use one of {sorted(NOISE_SCHEDULES)}")
         check("sampler", self.sampler in SAMPLERS, f"use one of {list(SAMPLERS)}")
         check("inference_path", self.inference_path in INFERENCE_PATHS, f"use one of {list(INFERENCE_PATHS)}")

@@ -9,6 +9,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .configuration_gendd import INFERENCE_PATHS
+from .training_args import METHODS
 
 
 DEFAULT_TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "model_cards" / "gendd_student.md"
@@ -34,6 +35,8 @@ class ModelCardInfo:
         base_model (`str`, *optional*): Hub id the student was initialised from, written to `base_model`; leave
             `None` for a student trained from scratch.
         license (`str`, *optional*, defaults to `"apache-2.0"`): license identifier.
+        method (`str`, *optional*, defaults to `"gendd"`): the training method (`GenDDTrainingArguments.method`);
+            a baseline (`ce`, `kd`, `dkd`, `kl_unsup`) classifies with the probe only.
         contraction (`float`, *optional*, defaults to 0.9): `lambda` of distribution contraction.
         token_dim (`int`, *optional*, defaults to 64): token size `k` of split tokenization.
         sampler (`str`, *optional*, defaults to `"ddpm"`): sampler of the measured sampled path.
@@ -61,6 +64,7 @@ class ModelCardInfo:
     repo_id: str | None = None
     base_model: str | None = None
     license: str = "apache-2.0"
+    method: str = "gendd"
     contraction: float = 0.9
     token_dim: int = 64
     sampler: str = "ddpm"
@@ -82,6 +86,8 @@ class ModelCardInfo:
         for field in ("model_name", "teacher", "student", "dataset"):
             if not getattr(self, field):
                 raise ValueError(f"ModelCardInfo.{field} is empty; the card needs it.")
+        if self.method not in METHODS:
+            raise ValueError(f"ModelCardInfo.method={self.method!r}; use one of {list(METHODS)}.")
         if not 0.0 <= self.contraction <= 1.0:
             raise ValueError(f"ModelCardInfo.contraction={self.contraction} must lie in [0, 1] (0.9 in the paper).")
         if self.inference_path not in INFERENCE_PATHS:

@@ -10,13 +10,15 @@ import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
-from transformers.utils import ModelOutput
+from transformers import PreTrainedModel, TimmWrapperConfig, TimmWrapperForImageClassification
+from transformers.utils import ModelOutput, logging
 
-from .configuration_gendd import GenDDConfig
+from .configuration_gendd import SAMPLERS, GenDDConfig
 from .diffusion import HybridDiffusionLoss, contract, merge_tokens, split_tokens
 from .diffusion_head import DiffusionHead
-from .sampling import make_scheduler, sample_tokens
+from .sampling import estimate_mean_tokens, make_scheduler, sample_tokens
+
+logger = logging.get_logger(__name__)
 
 AUTO_MAP = {
     "AutoConfig": "configuration_gendd.GenDDConfig",
@@ -175,28 +177,46 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
         generator: torch.Generator | None = None,
         sampler: str | None = None,
     ) -> torch.Tensor:
-        """Sample teacher-space features `(B, d_t)` given student features `z`, averaged over `num_samples`."""
+        """Sample teacher-space features `(B, d_t)` given student features `z`, averaged over `num_samples`.
+
+        With `sampler="mean"`, one guided head call estimates the conditional mean of the features instead (see
+        `estimate_mean_tokens`); `num_inference_steps`, `num_samples` and `generator` are then unused.
+        """
         config = self.config
-        scheduler = make_scheduler(
-            sampler or config.sampler, config.num_train_timesteps, config.noise_schedule, config.learn_sigma
-        )
+        sampler = sampler or config.sampler
+        if sampler not in SAMPLERS:
+            raise ValueError(f"Unknown sampler {sampler!r}; choose one of {list(SAMPLERS)}.")
+        guidance_scale = config.guidance_scale if guidance_scale is None else guidance_scale
         condition = self.head.embed_condition(student_features)
         null_condition = self.head.embed_condition(torch.zeros_like(student_features[:1]))[0]
         clip_range = None
         if config.clip_denoised and bool(torch.isfinite(self.target_min).all()):
             clip_range = tuple(split_tokens(bound, config.token_dim) for bound in (self.target_min, self.target_max))
-        tokens = sample_tokens(
-            self.head,
-            condition,
-            null_condition,
-            scheduler,
-            num_inference_steps=num_inference_steps or config.num_inference_steps,
-            guidance_scale=config.guidance_scale if guidance_scale is None else guidance_scale,
-            num_samples=num_samples or config.num_samples,
-            generator=generator,
-            clip_range=clip_range,
-        )
+        if sampler == "mean":
+            alphas_cumprod = make_scheduler("ddpm", config.num_train_timesteps, config.noise_schedule).alphas_cumprod
+            tokens = estimate_mean_tokens(
+                self.head, condition, null_condition, alphas_cumprod, config.mean_timestep, guidance_scale,
+                centre=self.target_centre(), clip_range=clip_range,
+            )
+        else:
+            tokens = sample_tokens(
+                self.head,
+                condition,
+                null_condition,
+                make_scheduler(sampler, config.num_train_timesteps, config.noise_schedule, config.learn_sigma),
+                num_inference_steps=num_inference_steps or config.num_inference_steps,
+                guidance_scale=guidance_scale,
+                num_samples=num_samples or config.num_samples,
+                generator=generator,
+                clip_range=clip_range,
+            )
         return merge_tokens(tokens).mean(dim=1)
+
+    def target_centre(self) -> torch.Tensor:
+        """Tokens `(n, k)` of the centre of the recorded training-target range (zeros before training)."""
+        if not bool(torch.isfinite(self.target_min).all()):
+            return self.target_min.new_zeros(self.config.num_tokens, self.config.token_dim)
+        return split_tokens((self.target_min + self.target_max) / 2, self.config.token_dim)
 
     @torch.no_grad()
     def generate_features(
@@ -215,6 +235,65 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
         return self.sample_features(
             self.extract_features(pixel_values), num_inference_steps, guidance_scale, num_samples, generator, sampler
         )
+
+    @torch.no_grad()
+    def export_student(self, save_directory, image_processor=None) -> TimmWrapperForImageClassification:
+        """Save the student backbone with its linear probe as a plain transformers image classifier.
+
+        The folder holds a `TimmWrapperForImageClassification` (`config.json` with the timm architecture, its
+        `model_args` and the label names; `model.safetensors` with the timm model's keys under `timm_model.`), which
+        `AutoModelForImageClassification.from_pretrained` loads without gendd_hf and without `trust_remote_code`.
+        Its logits are those of the probe path (`inference_path="probe"`, one forward pass), so the accuracy that
+        goes with it is the probe's, not the sampled path's. A 1-channel student is exported with 3 input channels,
+        its first convolution's weight divided by 3 over each: the GenDD model's own channel averaging, so that RGB
+        images (as `pipeline("image-classification")` gives) work as they do on the GenDD model.
+
+        Students from gendd_hf's CIFAR zoo (`cifar_*`) are known to timm only after `import gendd_hf`; loading
+        their export needs that import first.
+
+        Args:
+            save_directory (`str` or `os.PathLike`): the folder to write.
+            image_processor (*optional*): saved beside the model, e.g. the GenDD folder's own
+                (`AutoImageProcessor.from_pretrained(gendd_folder)`); without one, callers preprocess themselves.
+
+        Returns:
+            The exported `TimmWrapperForImageClassification`, in eval mode.
+        """
+        config = self.config
+        model_args = {**config.student_kwargs, "in_chans": 3}
+        exported = TimmWrapperForImageClassification(
+            TimmWrapperConfig(architecture=config.student_name, model_args=model_args, id2label=dict(config.id2label))
+        )
+        timm_model = exported.timm_model
+        state = dict(self.student.state_dict())
+        if config.in_chans == 1:
+            first_conv = timm_model.pretrained_cfg.get("first_conv")
+            if not isinstance(first_conv, str):
+                raise ValueError(
+                    f"Cannot export the 1-channel student {config.student_name!r}: its timm pretrained_cfg names no "
+                    f"single first convolution (first_conv={first_conv!r}) to spread over 3 input channels."
+                )
+            weight = state[f"{first_conv}.weight"]
+            state[f"{first_conv}.weight"] = weight.repeat(1, 3, *[1] * (weight.dim() - 2)) / 3
+        classifier = timm_model.get_classifier()
+        if not isinstance(classifier, nn.Linear):
+            raise ValueError(
+                f"Cannot export {config.student_name!r}: its timm classifier is {type(classifier).__name__}, not the "
+                "nn.Linear that receives the probe."
+            )
+        name = next(module_name for module_name, module in timm_model.named_modules() if module is classifier)
+        state.update({f"{name}.weight": self.probe.weight, f"{name}.bias": self.probe.bias})
+        timm_model.load_state_dict(state)  # strict: any other difference of layout is an error
+        exported.to(self.probe.weight.device).eval()
+        exported.save_pretrained(save_directory)
+        if image_processor is not None:
+            image_processor.save_pretrained(save_directory)
+        if not timm.models.model_entrypoint(config.student_name).__module__.startswith("timm."):
+            logger.warning(
+                f"{config.student_name!r} is not one of timm's own models: `import gendd_hf` (or the module that "
+                f"registers it) before loading {str(save_directory)!r}."
+            )
+        return exported
 
     def compute_losses(
         self,

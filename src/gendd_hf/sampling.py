@@ -1,4 +1,5 @@
-"""Sampling teacher-feature tokens with diffusers' schedulers: scheduler choice by name and the guided loop.
+"""Sampling teacher-feature tokens: diffusers' schedulers chosen by name and the guided loop, the one-step
+conditional-mean estimate, and the cost of each in head evaluations.
 
 This module travels with saved models (``trust_remote_code``), so it imports only torch, diffusers and its
 siblings.
@@ -7,7 +8,7 @@ siblings.
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
-from .configuration_gendd import NOISE_SCHEDULES, SAMPLERS
+from .configuration_gendd import CHAIN_SAMPLERS, NOISE_SCHEDULES, SAMPLERS
 from .diffusion import apply_guidance
 
 
@@ -35,11 +36,33 @@ def make_scheduler(
             return DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=True, timestep_spacing="trailing")
         if sampler == "dpm_solver":
             return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2)
-    raise ValueError(f"Unknown sampler {sampler!r}; choose one of {list(SAMPLERS)}.")
+    raise ValueError(f"No scheduler for sampler {sampler!r}; choose one of {list(CHAIN_SAMPLERS)}.")
 
 
 def uses_learned_variance(scheduler) -> bool:
     return getattr(scheduler.config, "variance_type", None) == "learned_range"
+
+
+def head_evaluations_per_image(
+    sampler: str, num_inference_steps: int, guidance_scale: float, num_samples: int, num_tokens: int
+) -> int:
+    """Head rows evaluated to classify one image: one row is one token of one draw of one branch at one step.
+
+    A chain sampler costs `num_inference_steps x branches x num_samples x num_tokens` (branches = 2 with
+    guidance, `guidance_scale != 1`); the paper's setting (64 steps, guidance 2, 5 samples) costs 640 rows per
+    token. `"mean"` costs `branches x num_tokens`. The probe path costs none.
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"Unknown sampler {sampler!r}; choose one of {list(SAMPLERS)}.")
+    branches = 1 if guidance_scale == 1.0 else 2
+    if sampler == "mean":
+        return branches * num_tokens
+    return num_inference_steps * branches * num_samples * num_tokens
+
+
+def predict_x_start(eps: torch.Tensor, sample: torch.Tensor, alpha_prod: torch.Tensor) -> torch.Tensor:
+    """`x_0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar)` (DDPM Eq. 15)."""
+    return (sample - (1 - alpha_prod).sqrt() * eps) / alpha_prod.sqrt()
 
 
 def clamp_denoised(eps, sample, alpha_prod, low, high):
@@ -49,8 +72,7 @@ def clamp_denoised(eps, sample, alpha_prod, low, high):
     step (t = 999 of the cosine schedule, sqrt(abar) ~ 5e-5) is amplified ~2e4 times; clamping to the range of
     the training targets bounds it, for every epsilon-based scheduler alike.
     """
-    x_start = (sample - (1 - alpha_prod).sqrt() * eps) / alpha_prod.sqrt()
-    x_start = torch.maximum(torch.minimum(x_start, high), low)
+    x_start = torch.maximum(torch.minimum(predict_x_start(eps, sample, alpha_prod), high), low)
     return (sample - alpha_prod.sqrt() * x_start) / (1 - alpha_prod).sqrt()
 
 
@@ -127,3 +149,47 @@ def branch_conditions(condition: torch.Tensor, null_condition: torch.Tensor, gui
     if guidance_scale == 1.0:
         return condition
     return torch.stack([condition, null_condition.expand_as(condition)])
+
+
+@torch.no_grad()
+def estimate_mean_tokens(
+    head,
+    condition: torch.Tensor,
+    null_condition: torch.Tensor,
+    alphas_cumprod: torch.Tensor,
+    timestep: int,
+    guidance_scale: float,
+    centre: torch.Tensor,
+    clip_range: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """One-step estimate of the conditional mean `E[x_0 | z]` of the tokens, from one (guided) head call.
+
+    The head's `x_0` prediction at noise level `t` is Tweedie's estimate `E[x_0 | x_t, z]`, and averaging it over
+    `x_t ~ q(x_t | z)` gives `E[x_0 | z]` exactly (the law of total expectation): the quantity that the average of
+    `num_samples` features approximates, and all that the linear teacher classifier needs. `q(x_t | z)` is
+    approximated by `N(sqrt(abar) c, (1 - abar) I)` around a centre `c`, and the prediction is taken at its mean
+    `x_t = sqrt(abar) c`. For Gaussian targets `N(mu, s^2)` this is exact up to a pull toward `c` by the factor
+    `abar s^2 / (abar s^2 + 1 - abar)`, small when `s^2` (the spread of the feature given the student) is;
+    `t` trades that pull against the `1 / sqrt(abar)` amplification of the head's epsilon error, which makes
+    `t` near 999 useless (the reason the few-step chains, which start there, need `clip_denoised`).
+
+    Args:
+        condition (`torch.Tensor` of shape `(B, n, w)`), null_condition (`(n, w)`): as for `sample_tokens`.
+        alphas_cumprod (`torch.Tensor` of shape `(T,)`): `abar_t` of the training chain.
+        timestep (`int`): the noise level `t`.
+        centre (`torch.Tensor` broadcastable to `(n, k)`): `c`.
+        clip_range (`tuple` of two `(n, k)` tensors, *optional*): per-coordinate bounds of the estimate.
+
+    Returns:
+        `torch.Tensor` of shape `(B, 1, n, k)`.
+    """
+    batch, num_tokens, _ = condition.shape
+    alpha_prod = alphas_cumprod[timestep].to(condition.device, condition.dtype)
+    sample = (alpha_prod.sqrt() * centre).to(condition.dtype).expand(batch, 1, num_tokens, head.token_dim)
+    timesteps = torch.tensor(timestep, device=condition.device)
+    condition = branch_conditions(condition, null_condition, guidance_scale)
+    eps = guided_output(head, sample, timesteps, condition, guidance_scale)[..., : head.token_dim]
+    x_start = predict_x_start(eps, sample, alpha_prod)
+    if clip_range is not None:
+        x_start = torch.maximum(torch.minimum(x_start, clip_range[1]), clip_range[0])
+    return x_start

@@ -38,6 +38,7 @@ from .callbacks import AdamBeta2Callback
 from .losses import dkd_loss, kd_loss, soft_cross_entropy
 from .metrics import top_k_accuracy
 from .modeling_gendd import GenDDForImageClassification, GenDDImageClassifierOutput
+from .schedules import step_decay_scheduler
 from .teacher import TimmTeacher
 from .training_args import GENDD_METHODS, PROJECTION_PATH, UNSUPERVISED_METHODS, GenDDTrainingArguments
 
@@ -333,6 +334,13 @@ class GenDDTrainer(Trainer):
         if isinstance(resume_from_checkpoint, (str, os.PathLike)):
             check_checkpoint(resume_from_checkpoint)
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
+        """The schedule of `args.lr_scheduler_type`, or the step decay that `args.lr_scheduler_kwargs` asks for
+        (`lr_decay_epochs`, `lr_decay_rate`; see [`step_decay_scheduler`])."""
+        if self.lr_scheduler is None:
+            self.lr_scheduler = step_decay_scheduler(self.args, optimizer or self.optimizer, num_training_steps)
+        return super().create_scheduler(num_training_steps, optimizer)
 
     def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
         """The optimizer of `args.optim` (AdamW by default) over [`parameter_groups`]."""

@@ -53,7 +53,7 @@ class BenchSettings:
     weight_decay: float = 0.05
     token_dim: int = 64
     head_width: int = 256
-    diffusion_batch_mul: int = 4
+    diffusion_batch_mul: int = 2
     contraction: float = 0.9
     num_inference_steps: int = 64
     guidance_scale: float = 2.0

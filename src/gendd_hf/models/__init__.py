@@ -6,7 +6,7 @@ any timm model: 32x32 inputs, CIFAR-100 mean/std in its pretrained config, 100 c
 
 from ._base import CIFAR100_MEAN, CIFAR100_STD, CifarNet
 from .cifar_mobilenet import CifarMobileNetV2
-from .cifar_resnet import CifarResNet
+from .cifar_resnet import CifarBottleneckResNet, CifarResNet
 from .cifar_shufflenet import CifarShuffleNetV1, CifarShuffleNetV2
 from .cifar_vgg import CifarVGG
 from .cifar_wrn import CifarWideResNet
@@ -19,6 +19,7 @@ CIFAR_MODEL_NAMES = (
     "cifar_resnet110",
     "cifar_resnet8x4",
     "cifar_resnet32x4",
+    "cifar_resnet50",
     "cifar_wrn_16_2",
     "cifar_wrn_40_1",
     "cifar_wrn_40_2",
@@ -33,6 +34,7 @@ __all__ = [
     "CIFAR100_MEAN",
     "CIFAR100_STD",
     "CIFAR_MODEL_NAMES",
+    "CifarBottleneckResNet",
     "CifarMobileNetV2",
     "CifarNet",
     "CifarResNet",

@@ -2,12 +2,16 @@
 
 Depth 6n+2: a 3x3 stem, then three stages of n basic blocks at 32x32, 16x16 and 8x8. `resnet8x4` and
 `resnet32x4` are the 4x wider variants (stem 32, stages 64/128/256) introduced by CRD.
+
+`resnet50` is CRD's other ResNet for CIFAR, the ImageNet bottleneck ResNet-50 with a 3x3 stride-1 stem and no
+max-pool (four stages at 32x32 down to 4x4, 2048-d feature): timm's own `ResNet` with that stem.
 """
 
 from typing import Any, Sequence
 
 import torch
 from timm.models import generate_default_cfgs, register_model
+from timm.models.resnet import Bottleneck, ResNet
 from torch import nn
 
 from ._base import CifarNet, build_cifar_model, cifar_cfg, init_cifar_weights
@@ -78,17 +82,44 @@ class CifarResNet(CifarNet):
         return self.layer3(self.layer2(self.layer1(x)))
 
 
+class CifarBottleneckResNet(ResNet):
+    """timm's bottleneck [`~timm.models.resnet.ResNet`] with the CIFAR stem of CRD's `ResNet50`: one 3x3 stride-1
+    convolution and no max-pool, so 32x32 inputs end at 4x4. The residual branches' last BN starts at one, as in
+    the reference (timm's default zero init is off).
+
+    Args:
+        layers (`Sequence[int]`): Bottleneck blocks per stage, `(3, 4, 6, 3)` for ResNet-50.
+        num_classes (`int`, defaults to 100): Classifier outputs; 0 makes `forward` return pooled features.
+        in_chans (`int`, defaults to 3): Input image channels.
+        kwargs: Other `timm.models.resnet.ResNet` arguments (`global_pool`, `drop_rate`, ...).
+    """
+
+    def __init__(self, layers: Sequence[int], num_classes: int = 100, in_chans: int = 3, **kwargs: Any):
+        super().__init__(
+            Bottleneck, layers, num_classes=num_classes, in_chans=in_chans, zero_init_last=False, **kwargs
+        )
+        self.conv1 = nn.Conv2d(in_chans, self.bn1.num_features, kernel_size=3, padding=1, bias=False)
+        nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
+        self.maxpool = nn.Identity()
+        # The stem no longer downsamples (timm's stride-2 conv and max-pool are gone): 4x less reduction.
+        for info in self.feature_info:
+            info["reduction"] = max(1, info["reduction"] // 4)
+
+
 default_cfgs = generate_default_cfgs(
     {
-        name: cifar_cfg(first_conv="conv1", pool_size=(8, 8))
-        for name in (
-            "cifar_resnet20",
-            "cifar_resnet32",
-            "cifar_resnet56",
-            "cifar_resnet110",
-            "cifar_resnet8x4",
-            "cifar_resnet32x4",
-        )
+        **{
+            name: cifar_cfg(first_conv="conv1", pool_size=(8, 8))
+            for name in (
+                "cifar_resnet20",
+                "cifar_resnet32",
+                "cifar_resnet56",
+                "cifar_resnet110",
+                "cifar_resnet8x4",
+                "cifar_resnet32x4",
+            )
+        },
+        "cifar_resnet50": cifar_cfg(first_conv="conv1", pool_size=(4, 4)),
     }
 )
 
@@ -130,3 +161,20 @@ def cifar_resnet8x4(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
 def cifar_resnet32x4(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
     """ResNet-32, 4x wide, for CIFAR (7.4M parameters, 256-d feature)."""
     return build_cifar_model(CifarResNet, "cifar_resnet32x4", pretrained, depth=32, channels=_WIDTHS_X4, **kwargs)
+
+
+# CRD names the projection shortcut `shortcut` and the classifier `linear`; timm says `downsample` and `fc`.
+_BOTTLENECK_REFERENCE_RENAMES = ((r"\.shortcut\.", ".downsample."), (r"^linear\.", "fc."))
+
+
+@register_model
+def cifar_resnet50(pretrained: bool = False, **kwargs: Any) -> CifarBottleneckResNet:
+    """ResNet-50 (bottleneck) for CIFAR (23.7M parameters, 2048-d feature)."""
+    return build_cifar_model(
+        CifarBottleneckResNet,
+        "cifar_resnet50",
+        pretrained,
+        _BOTTLENECK_REFERENCE_RENAMES,
+        layers=(3, 4, 6, 3),
+        **kwargs,
+    )

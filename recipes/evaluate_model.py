@@ -1,0 +1,22 @@
+"""Top-1 / top-5 of a saved GenDD model for both inference paths (sampled and probe) on a labelled dataset.
+
+    python recipes/evaluate_model.py --model_name_or_path gendd-resnet18 --dataset_name imagenet-1k \
+        --eval_split validation --output_dir eval-gendd-resnet18
+    accelerate launch --multi_gpu --num_processes 8 recipes/evaluate_model.py --model_name_or_path gendd-resnet18 ...
+
+The folder's recorded preprocessing is used; sampling follows its config unless --eval_num_inference_steps,
+--eval_guidance_scale, --eval_num_samples or --eval_sampler say otherwise; --eval_inference_paths probe skips
+sampling. Metrics are printed and written to output_dir/eval_results.json.
+
+(Not named evaluate.py: a script folder is the first entry of sys.path, and a file named like the `evaluate`
+library would shadow it for every script in the folder.)
+"""
+
+from transformers import HfArgumentParser
+
+from gendd_hf.recipe import EvaluateArguments, evaluate_folder
+from gendd_hf.training_args import GenDDTrainingArguments
+
+
+if __name__ == "__main__":
+    evaluate_folder(*HfArgumentParser((EvaluateArguments, GenDDTrainingArguments)).parse_args_into_dataclasses())

@@ -1,0 +1,33 @@
+"""GenDD (or a KD baseline) on ImageNet-1k, with the paper's `regular`, `a2` or `a1` recipe.
+
+One GPU:
+    python recipes/train_imagenet.py --output_dir gendd-resnet18 --recipe regular
+Several GPUs (here 8 x 64 = the paper's batch of 512):
+    accelerate launch --multi_gpu --num_processes 8 recipes/train_imagenet.py --output_dir gendd-resnet18
+
+Data: a Hub id (`imagenet-1k`, accept its terms first) or a local imagefolder / parquet / webdataset path through
+`--dataset_name`. Stage 1 is `--stage pretrain`; stage 2 starts from it with `--init_from`. See docs/recipes.md.
+"""
+
+from gendd_hf.recipe import IMAGENET_RECIPES, recipe_main
+
+
+# ResNet34 -> ResNet18 (torchvision teacher weights), lr 2e-3 at a total batch of 512, as in the paper.
+DEFAULTS = {
+    "dataset_name": "imagenet-1k",
+    "eval_split": "validation",
+    "teacher_name": "resnet34.tv_in1k",
+    "student_name": "resnet18",
+    "learning_rate": 2e-3,
+    "per_device_train_batch_size": 64,
+    "per_device_eval_batch_size": 64,
+    "warmup_steps": 0.05,
+    "eval_strategy": "epoch",
+    "save_strategy": "epoch",
+    "save_total_limit": 2,
+    "logging_steps": 50,
+    "dataloader_num_workers": 8,
+}
+
+if __name__ == "__main__":
+    recipe_main(DEFAULTS, recipes=IMAGENET_RECIPES)

@@ -1,0 +1,87 @@
+"""Real multi-process training: `accelerate launch` with two processes, torch.distributed over gloo on the CPU.
+
+Nothing is mocked: the two processes train the recipe's `GenDDTrainer` under DDP. On a machine without a GPU,
+`--use_cpu` makes the Trainer set up a MULTI_CPU process group (without it, each process trains alone).
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import datasets
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import TrainerCallback
+
+from gendd_hf.recipe import parse_recipe_args, run_recipe
+from test_recipes import QUIET, ROOT, recipe_env, run_script, teacher_args, write_recipe_data
+
+
+# Saves every process's final weights: only process 0 writes the model folder.
+DRIVER = '''
+import sys
+from safetensors.torch import save_file
+from transformers import TrainerCallback
+from gendd_hf.recipe import parse_recipe_args, run_recipe
+
+
+class SaveWeightsOfEachProcess(TrainerCallback):
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        weights = {name: value.detach().contiguous() for name, value in model.state_dict().items()}
+        save_file(weights, f"{args.output_dir}/process{args.process_index}.safetensors")
+
+
+run_recipe(*parse_recipe_args(sys.argv[1:]), callbacks=[SaveWeightsOfEachProcess()])
+'''
+# 1e-4 is a tenth of one AdamW step at lr 1e-3; a different batch or data order moves weights by whole steps.
+TOLERANCE = 1e-4
+
+
+class RecordInitialWeights(TrainerCallback):
+    weights = {}
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        RecordInitialWeights.weights = {name: value.detach().clone() for name, value in model.state_dict().items()}
+
+
+def test_two_processes_match_one_process_at_the_same_global_batch(tmp_path, monkeypatch):
+    """2 processes x 4 images against 1 process x 8 images per optimizer step, for 4 steps over 24 images (an epoch
+    boundary included). What must match, and does: the data order (Accelerate's seeded sampler gives both runs the same
+    permutation; process k takes batches k, k+2, ... of 4, so step s sees the same 8 images), the loss (each process
+    averages over its 4 images and DDP averages the gradients: the mean over 8), gradient clipping (on the averaged
+    gradients) and the schedule. So the method is `kd` without random augmentation (GenDD's timestep and noise draws
+    would differ per process), and the student is `test_vit` (LayerNorm: BatchNorm would normalise with per-process
+    statistics of 4 images instead of 8). What differs is the order of float32 sums in the gradient all-reduce."""
+    data = write_recipe_data(tmp_path / "data")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_datasets")
+    args = ["--dataset_name", str(data["parquet"]), "--label_column", "fine_label", "--eval_split", "test",
+            *teacher_args(data), "--student_name", "test_vit", "--student_kwargs", '{"img_size": 32}',
+            "--image_size", "32", "--token_dim", "32", "--head_width", "32", "--head_depth", "1", "--method", "kd",
+            "--no_augmentation", *QUIET, "--max_steps", "4", "--learning_rate", "1e-3", "--seed", "5", "--use_cpu"]
+    (tmp_path / "driver.py").write_text(DRIVER)
+    launch = [str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file",
+              str(ROOT / "recipes" / "accelerate_configs" / "multi_gpu.yaml"), "--num_processes", "2"]
+    two = tmp_path / "two"
+    run_script([*launch, str(tmp_path / "driver.py"), *args, "--per_device_train_batch_size", "4",
+                "--output_dir", str(two)], recipe_env(tmp_path))
+
+    one = tmp_path / "one"
+    run_recipe(*parse_recipe_args([*args, "--per_device_train_batch_size", "8", "--output_dir", str(one)]),
+               callbacks=[RecordInitialWeights()])
+
+    first, second = load_file(two / "process0.safetensors"), load_file(two / "process1.safetensors")
+    assert first.keys() == second.keys() and all(torch.equal(first[name], second[name]) for name in first)
+    saved = load_file(two / "model.safetensors")
+    assert all(torch.equal(saved[name], first[name]) for name in saved)
+
+    single = load_file(one / "model.safetensors")
+    assert single.keys() == saved.keys()
+    difference = max((saved[name] - single[name]).abs().max().item() for name in single)
+    moved = max((single[name] - RecordInitialWeights.weights[name]).abs().max().item() for name in single)
+    assert difference < TOLERANCE < moved / 10, (difference, moved)
+
+    top_k = ["eval_probe_top1", "eval_probe_top5"]
+    two_metrics = json.loads((two / "eval_results.json").read_text())
+    one_metrics = json.loads((one / "eval_results.json").read_text())
+    assert {name: two_metrics[name] for name in top_k} == pytest.approx({name: one_metrics[name] for name in top_k})

@@ -1,0 +1,414 @@
+"""The recipes of `recipes/` end to end, offline, on tiny local data of each format they read.
+
+Every recipe runs as users run it (`python recipes/X.py ...`, one under `accelerate launch`) on data these tests write:
+an imagefolder, parquet files and webdataset tar shards of 32x32 images of 6 classes (a bright band whose row is the
+class), with a `test_resnet` teacher saved as safetensors. The ImageNet recipe pushes to the loopback fake Hub of
+`hub_server.py`, which answers every file as a regular upload: LFS/xet transfers are not covered here
+(`test_hub_push.py::test_push_to_real_hub` covers them against the real Hub when credentials are set).
+"""
+
+import io
+import json
+import os
+import runpy
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import timm
+import torch
+from datasets import ClassLabel, Dataset, Features, Image, Value
+from PIL import Image as PILImage
+from safetensors.torch import load_file, save_file
+from transformers import AutoModelForImageClassification, pipeline
+from timm.data.mixup import Mixup
+
+from gendd_hf.hub import PUSHED_FILES
+from gendd_hf.image_processing import build_image_processor
+from gendd_hf.recipe import EvenBatchMixup, folder_data_config, parse_recipe_args, recipe_data_config, run_recipe
+from gendd_hf.data import load_image_dataset
+from gendd_hf.teacher import TimmTeacher
+from gendd_hf.teacher_outputs import (
+    TeacherOutputsMismatchError,
+    TeacherOutputsSettings,
+    ViewConfig,
+    finalize_teacher_outputs,
+    precompute_teacher_outputs,
+)
+from conftest import tiny_model
+from hub_server import FAKE_TOKEN, serve_fake_hub
+
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "recipes"
+NAMES = ["bee", "cat", "dog", "elk", "fox", "owl"]  # sorted, as imagefolder numbers its classes
+SIZE = 32
+IMAGENET_DEFAULTS = runpy.run_path(str(RECIPES / "train_imagenet.py"))["DEFAULTS"]
+CIFAR_DEFAULTS = runpy.run_path(str(RECIPES / "train_cifar100.py"))["DEFAULTS"]
+# A tiny GenDD model and a short, quiet run.
+TINY = ["--student_name", "test_resnet", "--image_size", str(SIZE), "--token_dim", "32", "--head_width", "32",
+        "--head_depth", "1", "--diffusion_batch_mul", "2", "--num_inference_steps", "4", "--num_samples", "1"]
+QUIET = ["--report_to", "none", "--disable_tqdm", "true", "--dataloader_num_workers", "0", "--logging_steps", "1",
+         "--per_device_eval_batch_size", "4", "--eval_strategy", "no", "--save_strategy", "no"]
+
+
+# ---- data -----------------------------------------------------------------------------------------------------------
+def band_image(label: int, rng: np.random.Generator) -> PILImage.Image:
+    pixels = rng.integers(0, 60, (SIZE, SIZE, 3)).astype(np.uint8)
+    pixels[5 * label : 5 * label + 5] += 150
+    return PILImage.fromarray(pixels)
+
+
+def write_recipe_data(root: Path) -> dict[str, Path]:
+    """Tiny datasets in every layout the recipes read, and teachers as safetensors; returns their paths."""
+    rng = np.random.default_rng(0)
+    paths = {name: root / name for name in ("imagefolder", "parquet", "parquet_int", "wds")}
+    for split, per_class in (("train", 4), ("validation", 2)):
+        for i in range(per_class * len(NAMES)):
+            folder = paths["imagefolder"] / split / NAMES[i % len(NAMES)]
+            folder.mkdir(parents=True, exist_ok=True)
+            band_image(i % len(NAMES), rng).save(folder / f"{i}.png")
+    for split, per_class in (("train", 4), ("test", 2)):
+        labels = [i % len(NAMES) for i in range(per_class * len(NAMES))]
+        images = [band_image(label, rng) for label in labels]
+        features = Features(img=Image(), fine_label=ClassLabel(names=NAMES))
+        paths["parquet"].mkdir(exist_ok=True)
+        Dataset.from_dict({"img": images, "fine_label": labels}, features).to_parquet(paths["parquet"] / f"{split}.parquet")
+        if split == "train":  # plain integer labels, without class names or count
+            paths["parquet_int"].mkdir(exist_ok=True)
+            Dataset.from_dict({"image": images, "label": labels}, Features(image=Image(), label=Value("int64"))
+                              ).to_parquet(paths["parquet_int"] / "train.parquet")
+    paths["wds"].mkdir()
+    for shard in range(2):  # unlabeled, like CC3M: an image and a caption per example
+        with tarfile.open(paths["wds"] / f"train-{shard:05d}.tar", "w") as tar:
+            for i in range(12):
+                buffer = io.BytesIO()
+                band_image(i % len(NAMES), rng).save(buffer, format="JPEG")
+                for extension, payload in (("jpg", buffer.getvalue()), ("txt", f"caption {i}".encode())):
+                    info = tarfile.TarInfo(f"{shard}_{i:04d}.{extension}")
+                    info.size = len(payload)
+                    tar.addfile(info, io.BytesIO(payload))
+    for name, model, classes in (("teacher", "test_resnet", 6), ("teacher4", "test_resnet", 4),
+                                 ("cifar_teacher", "cifar_resnet20", 6)):
+        torch.manual_seed(1)
+        paths[name] = root / f"{name}.safetensors"
+        save_file(timm.create_model(model, num_classes=classes).state_dict(), paths[name])
+    return paths
+
+
+def teacher_args(data: dict[str, Path], name: str = "teacher", model: str = "test_resnet", classes: int = 6):
+    return ["--teacher_name", model, "--teacher_checkpoint", str(data[name]),
+            "--teacher_kwargs", json.dumps({"num_classes": classes})]
+
+
+def recipe_env(tmp: Path, **overrides: str) -> dict[str, str]:
+    """The environment of a recipe subprocess: offline, one thread, caches and configs under `tmp`."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+           "HF_HOME": str(tmp / "hf_home"), "HF_DATASETS_CACHE": str(tmp / "hf_datasets")}
+    env.update(overrides)
+    return {name: value for name, value in env.items() if value is not None}
+
+
+def run_script(command: list[str], env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(command[:3])} failed:\n{result.stderr[-4000:]}")
+    return result
+
+
+def python(script: str, *args: str) -> list[str]:
+    return [sys.executable, str(RECIPES / script), *args]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_recipe_data(tmp_path_factory.mktemp("recipe_data"))
+
+
+@pytest.fixture(autouse=True)
+def datasets_cache_in_tmp_path(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_datasets")
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def same_weights(folder_a: Path, folder_b: Path) -> bool:
+    a, b = load_file(folder_a / "model.safetensors"), load_file(folder_b / "model.safetensors")
+    return a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
+
+
+# ---- ImageNet recipe: imagefolder, A2 (RandAugment, mixup, cutmix), checkpoints, push -------------------------------
+IMAGENET_RUN = [*TINY, *QUIET, "--recipe", "a2", "--max_steps", "8", "--per_device_train_batch_size", "7",
+                "--save_strategy", "steps", "--save_steps", "4", "--seed", "3"]
+
+
+@pytest.fixture(scope="module")
+def imagenet_run(data, tmp_path_factory):
+    """`train_imagenet.py --recipe a2` for 8 steps of 7 images (24 images: 4 steps an epoch, the last of 3 images, an
+    odd batch for mixup), checkpoints every 4 steps, pushed to a fake Hub. Returns the output folder and the Hub."""
+    tmp = tmp_path_factory.mktemp("imagenet")
+    with serve_fake_hub() as hub:
+        env = recipe_env(tmp, HF_HUB_OFFLINE=None, TRANSFORMERS_OFFLINE=None, HF_ENDPOINT=hub.endpoint,
+                         HF_TOKEN=FAKE_TOKEN)
+        run_script(python("train_imagenet.py", "--dataset_name", str(data["imagefolder"]), *teacher_args(data),
+                          *IMAGENET_RUN, "--output_dir", str(tmp / "out"),
+                          "--push_to_hub", "--hub_model_id", "gendd/recipe-test"), env)
+    return {"output_dir": tmp / "out", "hub": hub, "tmp": tmp}
+
+
+def test_imagenet_recipe_saves_a_loadable_folder_with_its_model_card(imagenet_run):
+    out = imagenet_run["output_dir"]
+    assert {"model.safetensors", "config.json", "modeling_gendd.py", "preprocessor_config.json", "README.md",
+            "eval_results.json", "checkpoint-4", "checkpoint-8"} <= set(os.listdir(out))
+    config = read_json(out / "config.json")
+    # Sized by the teacher (96-d feature, 6 classes), names from the imagefolder, A2 turns feature mixup off.
+    assert config["teacher_feature_dim"] == 96 and config["id2label"] == {str(i): n for i, n in enumerate(NAMES)}
+    assert config["feature_mixup_beta"] == 0.0 and config["contraction"] == 0.9
+    assert config["preprocessing"] == {"augmentation": "a2", "data_config": {
+        "input_size": [3, SIZE, SIZE], "interpolation": "bilinear", "mean": [0.5] * 3, "std": [0.5] * 3,
+        "crop_pct": 0.95, "crop_mode": "center"}}
+
+    metrics = read_json(out / "eval_results.json")
+    assert {"eval_sampled_top1", "eval_sampled_top5", "eval_probe_top1", "eval_probe_top5"} <= set(metrics)
+    card = (out / "README.md").read_text()
+    for expected in [
+        "timm `test_resnet` (weights from `teacher.safetensors`)", "**Student backbone** (timm): `test_resnet`",
+        "[imagefolder]", "**Evaluation split**: `validation`", "**Training method**: `gendd`", "**lambda = 0.9**",
+        "tokens of 32 dimensions", "| GenDD epochs | 2.0 |", "| learning rate | 0.002 (cosine schedule) |",
+        "| batch size | 7 |", "8 optimizer steps", "Augmentation `a2`, mixup 0.1, cutmix 1.0",
+        f"diffusion head | {100 * metrics['eval_sampled_top1']:.2f} | {100 * metrics['eval_sampled_top5']:.2f} |",
+        f"no sampling) | {100 * metrics['eval_probe_top1']:.2f} | {100 * metrics['eval_probe_top5']:.2f} |",
+        'from_pretrained("gendd/recipe-test")',
+    ]:
+        assert expected in card, expected
+
+    model = AutoModelForImageClassification.from_pretrained(out).eval()
+    classifier = pipeline("image-classification", model=str(out), top_k=2)
+    predictions = classifier(band_image(2, np.random.default_rng(5)))
+    assert len(predictions) == 2 and {p["label"] for p in predictions} <= set(NAMES)
+    assert model.config.inference_path == "sampled"
+
+
+def test_push_sends_the_final_folder_without_pickles_or_checkpoints(imagenet_run):
+    out, hub = imagenet_run["output_dir"], imagenet_run["hub"]
+    repo = hub.repo("gendd/recipe-test")
+    local = {path.name: path.read_bytes() for path in out.iterdir()
+             if path.is_file() and any(path.match(pattern) for pattern in PUSHED_FILES)}
+    assert repo.files == local  # byte for byte, as regular (non-LFS) uploads
+    assert {"model.safetensors", "config.json", "configuration_gendd.py", "modeling_gendd.py",
+            "preprocessor_config.json", "README.md", "eval_results.json"} <= set(repo.files)
+    assert "training_args.bin" in os.listdir(out) and not any(name.endswith((".bin", ".pt", ".pth"))
+                                                              or "/" in name for name in repo.files)
+    assert [commit["summary"] for commit in repo.commits] == ["GenDD gendd: end of training"]
+    assert hub.unhandled == []
+
+
+def test_resume_from_a_recipe_checkpoint_ends_with_the_same_weights(imagenet_run, data, tmp_path):
+    """Resumed at the end of an epoch (step 4 of 8), the run ends bit-identical to the uninterrupted one: RandAugment,
+    mixup/cutmix and GenDD's noise all restart from the checkpoint's RNG states. (A checkpoint in the middle of an
+    epoch resumes correctly too, but not bit-identically: the data loader draws the next batch's augmentation before
+    the checkpoint is written.)"""
+    out = imagenet_run["output_dir"]
+    run_script(python("train_imagenet.py", "--dataset_name", str(data["imagefolder"]), *teacher_args(data),
+                      *IMAGENET_RUN, "--output_dir", str(tmp_path / "resumed"),
+                      "--resume_from_checkpoint", str(out / "checkpoint-4")), recipe_env(tmp_path))
+    assert same_weights(out, tmp_path / "resumed")
+    assert read_json(tmp_path / "resumed" / "eval_results.json")["eval_sampled_top1"] == read_json(
+        out / "eval_results.json")["eval_sampled_top1"]
+
+
+def test_evaluate_model_recipe_scores_the_folder_as_training_did(imagenet_run, data, tmp_path):
+    out = imagenet_run["output_dir"]
+    run_script(python("evaluate_model.py", "--model_name_or_path", str(out), "--dataset_name",
+                      str(data["imagefolder"]), "--output_dir", str(tmp_path / "eval"), *QUIET[:6],
+                      "--per_device_eval_batch_size", "4"), recipe_env(tmp_path))
+    scores = read_json(tmp_path / "eval" / "eval_results.json")
+    trained = read_json(out / "eval_results.json")
+    names = ["eval_sampled_top1", "eval_sampled_top5", "eval_probe_top1", "eval_probe_top5"]
+    assert set(scores) == set(names)
+    # Same transform, batches and sampling seed, without the teacher: the same numbers.
+    assert {name: scores[name] for name in names} == {name: trained[name] for name in names}
+
+
+# ---- CIFAR-100 recipe: parquet, under accelerate launch -------------------------------------------------------------
+def test_cifar100_recipe_trains_kd_on_parquet_under_accelerate_launch(data, tmp_path):
+    out = tmp_path / "out"
+    launch = [str(Path(sys.executable).parent / "accelerate"), "launch", "--num_processes", "1", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no"]
+    run_script([*launch, str(RECIPES / "train_cifar100.py"), "--dataset_name", str(data["parquet"]),
+                *teacher_args(data, "cifar_teacher", "cifar_resnet20"), "--method", "kd", *TINY[2:],
+                "--max_steps", "3", "--per_device_train_batch_size", "8", *QUIET, "--output_dir", str(out)],
+               recipe_env(tmp_path))
+    metrics = read_json(out / "eval_results.json")
+    assert {name for name in metrics if "top" in name} == {"eval_probe_top1", "eval_probe_top5"}
+    config = read_json(out / "config.json")
+    assert config["student_name"] == "cifar_resnet20" and config["teacher_feature_dim"] == 64
+    assert config["id2label"]["5"] == "owl" and config["inference_path"] == "probe"
+    assert config["preprocessing"]["augmentation"] == "small"
+    assert config["preprocessing"]["data_config"]["mean"] == pytest.approx([0.5071, 0.4867, 0.4408])
+    card = (out / "README.md").read_text()
+    assert "**Training method**: `kd` (a distillation baseline" in card and "| kd epochs | 1.0 |" in card
+
+
+# ---- unsupervised recipe: streamed webdataset shards, labelled evaluation set ---------------------------------------
+def test_cc3m_recipe_streams_unlabeled_shards_and_evaluates_on_labeled_data(data, tmp_path):
+    out = tmp_path / "out"
+    run_script(python("train_cc3m_unsupervised.py", "--dataset_name", str(data["wds"]),
+                      "--eval_dataset_name", str(data["imagefolder"]), *teacher_args(data), *TINY,
+                      "--max_steps", "4", "--per_device_train_batch_size", "8", "--shuffle_buffer_size", "8",
+                      *QUIET, "--output_dir", str(out)), recipe_env(tmp_path))
+    metrics = read_json(out / "eval_results.json")
+    assert {"eval_sampled_top1", "eval_probe_top1", "eval_loss"} <= set(metrics)
+    config = read_json(out / "config.json")
+    assert config["contraction"] == 0.0 and config["id2label"]["0"] == "bee"  # names from the evaluation set
+    card = (out / "README.md").read_text()
+    assert "**Training method**: `gendd_unsup` (GenDD without labels)" in card
+    assert "**lambda = 0.0** (unsupervised: no labels)" in card and "4 optimizer steps" in card
+
+
+# ---- arguments ------------------------------------------------------------------------------------------------------
+def test_defaults_are_layered_script_recipe_preset_then_command_line(capsys):
+    args, training_args = parse_recipe_args(["--output_dir", "x", "--recipe", "a1", "--cutmix_alpha", "0.5"],
+                                            IMAGENET_DEFAULTS, {"regular": {}, "a1": {"mixup_alpha": 0.2,
+                                                                                      "cutmix_alpha": 1.0}})
+    assert (args.dataset_name, args.teacher_name, training_args.learning_rate) == ("imagenet-1k", "resnet34.tv_in1k",
+                                                                                   2e-3)
+    assert (args.mixup_alpha, args.cutmix_alpha) == (0.2, 0.5)  # the recipe's, then the command line's
+
+    args, training_args = parse_recipe_args(
+        ["--preset", "cifar100-resnet56-resnet20", "--learning_rate", "0.5"], CIFAR_DEFAULTS,
+        script="train_cifar100.py",
+    )
+    assert (args.teacher_name, args.student_name) == ("cifar_resnet56", "cifar_resnet20")
+    assert training_args.output_dir == "outputs/cifar100-resnet56-resnet20"  # a GenDDTrainingArguments field
+    assert training_args.learning_rate == 0.5
+    with pytest.raises(ValueError, match="runs with recipes/train_cifar100.py, not train_imagenet.py"):
+        parse_recipe_args(["--preset", "cifar100-resnet56-resnet20"], IMAGENET_DEFAULTS, script="train_imagenet.py")
+    with pytest.raises(ValueError, match="Unknown preset 'cifar100-resnet56-resnet2'"):
+        parse_recipe_args(["--preset", "cifar100-resnet56-resnet2"], CIFAR_DEFAULTS)
+    with pytest.raises(SystemExit) as exit_info:
+        parse_recipe_args(["--list-presets"], CIFAR_DEFAULTS)
+    assert exit_info.value.code == 0 and "cifar100-resnet56-resnet20" in capsys.readouterr().out
+
+
+def test_even_batch_mixup_leaves_the_odd_image_unmixed():
+    mixup = Mixup(mixup_alpha=0.2, cutmix_alpha=1.0, label_smoothing=0.1, num_classes=6)
+    pixels, labels = torch.randn(5, 3, 8, 8), torch.tensor([0, 1, 2, 3, 4])
+    np.random.seed(0)
+    mixed, soft = EvenBatchMixup(mixup)(pixels.clone(), labels)
+    np.random.seed(0)
+    expected, expected_soft = mixup(pixels[:4].clone(), labels[:4])
+    assert torch.equal(mixed[:4], expected) and torch.equal(soft[:4], expected_soft)
+    assert torch.equal(mixed[4], pixels[4])
+    # timm's smoothed one-hot: 1 - 0.1 + 0.1 / 6 on the label, 0.1 / 6 elsewhere.
+    torch.testing.assert_close(soft[4], torch.tensor([0.1 / 6] * 4 + [0.9 + 0.1 / 6, 0.1 / 6]))
+    single, single_soft = EvenBatchMixup(mixup)(pixels[:1].clone(), labels[:1])
+    assert torch.equal(single, pixels[:1]) and single_soft.argmax().item() == 0
+
+
+def test_data_config_follows_the_teacher():
+    torch.manual_seed(0)
+    gray = TimmTeacher(timm.create_model("test_resnet", in_chans=1, num_classes=3))
+    config = recipe_data_config(gray, image_size=28)
+    # timm reports 3-channel values for a 1-channel model; the recipe uses one channel.
+    assert config["input_size"] == (1, 28, 28) and config["mean"] == (0.5,) and config["std"] == (0.5,)
+    assert recipe_data_config(TimmTeacher(timm.create_model("test_resnet")))["input_size"] == (3, 160, 160)
+
+
+def test_a_folder_saved_without_a_recipe_is_evaluated_with_its_image_processor(tmp_path):
+    model = tiny_model()
+    model.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="records no preprocessing .* and has no image processor"):
+        folder_data_config(model, str(tmp_path))
+    build_image_processor(model, image_size=20, mean=(0.3,), std=(0.2,)).save_pretrained(tmp_path)
+    assert folder_data_config(model, str(tmp_path)) == (
+        {"input_size": (1, 20, 20), "mean": (0.3,), "std": (0.2,), "crop_pct": 1.0}, "small"
+    )
+
+
+# ---- bad input ------------------------------------------------------------------------------------------------------
+def run_in_process(data, tmp_path, *args, dataset="imagefolder"):
+    argv = ["--dataset_name", str(data[dataset]), *TINY, "--max_steps", "1", "--per_device_train_batch_size", "4",
+            *QUIET, "--output_dir", str(tmp_path / "out"), *args]
+    if "--teacher_name" not in args:
+        argv += teacher_args(data)
+    return run_recipe(*parse_recipe_args(argv, IMAGENET_DEFAULTS))
+
+
+@pytest.mark.parametrize(
+    "case, args, error, message",
+    [
+        ("labels missing", ["--eval_dataset_name", "@imagefolder"], ValueError,
+         r"--method gendd needs labels, but '.*wds' \(train\) has no label column \(columns: \['image'\]\)\. Pass "
+         r"--label_column NAME, or train without labels with --method gendd_unsup"),
+        ("channels", ["--student_kwargs", '{"in_chans": 1}'], ValueError,
+         r"takes 3-channel images but the student is built with in_chans=1; .*--student_kwargs '\{\"in_chans\": 3\}'"),
+        ("class count", ["--teacher_name", "test_resnet", "--teacher_checkpoint", "@teacher4", "--teacher_kwargs",
+                         '{"num_classes": 4}'], ValueError,
+         r"The train dataset 'label' column has 6 classes but the model and teacher have num_labels=4"),
+        ("label out of range", ["--teacher_name", "test_resnet", "--teacher_checkpoint", "@teacher4",
+                                "--teacher_kwargs", '{"num_classes": 4}', "--eval_split", ""], ValueError,
+         r"The train dataset has label 5 but the teacher has 4 classes \(0\.\.3\)"),
+        ("token dim", ["--token_dim", "64"], ValueError,
+         r"token_dim=64 is invalid: it must divide teacher_feature_dim=96"),
+        ("teacher checkpoint missing", ["--teacher_name", "test_resnet", "--teacher_checkpoint", "@tmp/none",
+                                        "--teacher_kwargs", '{"num_classes": 6}'], FileNotFoundError,
+         r"Teacher checkpoint .*none does not exist"),
+        ("teacher checkpoint a pickle", ["--teacher_name", "test_resnet", "--teacher_checkpoint", "@tmp/pickle.pt",
+                                         "--teacher_kwargs", '{"num_classes": 6}'], ValueError,
+         r"is not a safetensors file"),
+        ("resume checkpoint missing", ["--resume_from_checkpoint", "@tmp/checkpoint-7"], FileNotFoundError,
+         r"resume_from_checkpoint='.*checkpoint-7' does not exist"),
+        ("resume from a folder that is no checkpoint", ["--resume_from_checkpoint", "@tmp"], ValueError,
+         r"is not a Trainer checkpoint: model.safetensors, trainer_state.json missing"),
+        ("stream without max_steps", ["--streaming", "--max_steps", "-1", "--method", "gendd_unsup", "--eval_split",
+                                      ""], ValueError,
+         r"A streamed training set has no length: pass --max_steps N"),
+        ("bad JSON", ["--student_kwargs", "{in_chans: 1}"], ValueError, r"--student_kwargs must be a JSON object"),
+    ],
+)
+def test_bad_input_fails_before_training_with_the_fix_in_the_message(data, tmp_path, case, args, error, message):
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "pickle.pt")
+    paths = {**{name: str(path) for name, path in data.items()}, "tmp": str(tmp_path)}
+    args = [str(Path(paths[arg[1:].split("/")[0]], *arg[1:].split("/")[1:])) if arg.startswith("@") else arg
+            for arg in args]
+    dataset = {"labels missing": "wds", "label out of range": "parquet_int", "stream without max_steps": "wds"}
+    with pytest.raises(error, match=message):
+        run_in_process(data, tmp_path, *args, dataset=dataset.get(case, "imagefolder"))
+
+
+def test_training_from_stored_teacher_outputs_never_runs_the_teacher(data, tmp_path, monkeypatch):
+    teacher = TimmTeacher.from_timm("test_resnet", checkpoint_path=data["teacher"], num_classes=len(NAMES))
+    view_config = ViewConfig.from_data_config(recipe_data_config(teacher, SIZE), preset="regular")
+    precompute_teacher_outputs(load_image_dataset(data["imagefolder"], split="train"), teacher, tmp_path / "outputs",
+                               TeacherOutputsSettings(view_config, num_views=2, shard_size=12), "test_resnet",
+                               batch_size=8, progress=False)
+    finalize_teacher_outputs(tmp_path / "outputs")
+
+    def no_teacher(self, pixel_values):
+        raise AssertionError("the teacher ran although its outputs are stored")
+
+    monkeypatch.setattr(TimmTeacher, "forward", no_teacher)
+    run_in_process(data, tmp_path, "--teacher_outputs", str(tmp_path / "outputs"), "--eval_split", "",
+                   "--max_steps", "3")
+    weights = load_file(tmp_path / "out" / "model.safetensors")
+    assert torch.equal(weights["teacher_weight"], teacher.classifier_weight)
+    with pytest.raises(TeacherOutputsMismatchError, match="computed with another transform: preset='a2'"):
+        run_in_process(data, tmp_path, "--teacher_outputs", str(tmp_path / "outputs"), "--eval_split", "",
+                       "--augmentation", "a2")
+
+
+def test_a_recipe_with_bad_input_exits_non_zero_with_the_message(data, tmp_path):
+    result = run_script(python("train_imagenet.py", "--dataset_name", str(data["imagefolder"]), *teacher_args(data),
+                               *TINY, "--student_kwargs", '{"in_chans": 1}', *QUIET, "--output_dir",
+                               str(tmp_path / "out")), recipe_env(tmp_path), check=False)
+    assert result.returncode == 1
+    assert "ValueError: The teacher 'test_resnet' takes 3-channel images but the student is built with in_chans=1" in (
+        result.stderr)
+    assert not (tmp_path / "out").exists()

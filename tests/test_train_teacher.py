@@ -1,0 +1,117 @@
+"""recipes/train_teacher.py end to end on a tiny generated imagefolder of 32x32 images: the step schedule, the timm
+checkpoint it writes, and that TimmTeacher reads it back as the same classifier."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import datasets
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from gendd_hf import TimmTeacher
+
+
+ROOT = Path(__file__).resolve().parents[1]
+NUM_CLASSES = 3
+ARCHITECTURE = "cifar_resnet20"
+
+
+def load_recipe():
+    spec = importlib.util.spec_from_file_location("train_teacher", ROOT / "recipes" / "train_teacher.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+train_teacher = load_recipe()
+
+
+@pytest.fixture(autouse=True)
+def datasets_cache_in_tmp_path(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_cache")
+
+
+def write_imagefolder(folder: Path, per_class: dict[str, int]) -> Path:
+    """Class c is a bright vertical band at columns 10c..10c+9 over dark noise."""
+    rng = np.random.default_rng(0)
+    for split, count in per_class.items():
+        for label in range(NUM_CLASSES):
+            (folder / split / f"class_{label}").mkdir(parents=True)
+            for index in range(count):
+                pixels = rng.integers(0, 60, (32, 32, 3)).astype(np.uint8)
+                pixels[:, 10 * label : 10 * label + 10] += 150
+                PIL.Image.fromarray(pixels).save(folder / split / f"class_{label}" / f"{index}.png")
+    return folder
+
+
+def argv(data: Path, output_dir: Path, *extra: str) -> list[str]:
+    return [
+        "--dataset_name", str(data), "--image_column", "image", "--label_column", "label",
+        "--teacher_name", ARCHITECTURE, "--output_dir", str(output_dir),
+        "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8", "--logging_steps", "1",
+        "--eval_strategy", "no", "--save_strategy", "no", "--use_cpu", "true", "--report_to", "none",
+        "--disable_tqdm", "true", "--seed", "0", *extra,
+    ]
+
+
+def test_trains_with_the_step_schedule_and_writes_a_timm_teacher(tmp_path):
+    data = write_imagefolder(tmp_path / "data", {"train": 8, "test": 2})
+    output_dir = tmp_path / "teacher"
+    # 8 steps standing for 4 epochs (2 steps each): lr x0.1 from epoch 2 (step 4) and again from epoch 3 (step 6).
+    trainer = train_teacher.main(argv(
+        data, output_dir, "--max_steps", "8", "--num_train_epochs", "4", "--learning_rate", "0.1",
+        "--lr_scheduler_kwargs", '{"lr_decay_epochs": [2, 3], "lr_decay_rate": 0.1}',
+    ))
+    args = trainer.args
+    assert (args.method, args.optim, args.weight_decay, args.optim_args) == ("ce", "sgd", 5e-4, "momentum=0.9")
+    assert trainer.optimizer.param_groups[0]["momentum"] == 0.9
+    learning_rates = [entry["learning_rate"] for entry in trainer.state.log_history if "loss" in entry]
+    assert learning_rates == pytest.approx([0.1] * 4 + [0.01] * 2 + [0.001] * 2)
+    assert json.loads((output_dir / "eval_results.json").read_text())["eval_probe_top1"] >= 0
+
+    # A timm model folder: timm's config and the state dict of timm.create_model(ARCHITECTURE, num_classes=3).
+    config = json.loads((output_dir / "config.json").read_text())
+    assert (config["architecture"], config["num_classes"]) == (ARCHITECTURE, NUM_CLASSES)
+    assert config["label_names"] == ["class_0", "class_1", "class_2"]
+    assert config["pretrained_cfg"]["input_size"] == [3, 32, 32]
+    weights = load_file(output_dir / "model.safetensors")
+    model = trainer.model.eval()
+    torch.testing.assert_close(weights["fc.weight"], model.probe.weight.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(weights["layer3.2.conv2.weight"], model.student.layer3[2].conv2.weight.detach())
+
+    # TimmTeacher loads it and gives the trained model's probe-path logits.
+    teacher = TimmTeacher.from_timm(ARCHITECTURE, checkpoint_path=output_dir / "model.safetensors",
+                                    num_classes=NUM_CLASSES)
+    pixel_values = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        probe_logits = model(pixel_values=pixel_values, inference_path="probe").logits
+    torch.testing.assert_close(teacher(pixel_values).logits, probe_logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(teacher.classifier_weight, model.probe.weight.detach())
+
+
+def test_default_schedule_is_the_kd_literature_one(tmp_path):
+    data = write_imagefolder(tmp_path / "data", {"train": 2})
+    trainer = train_teacher.main(argv(data, tmp_path / "out", "--eval_split", "", "--max_steps", "1"))
+    args = trainer.args
+    assert (args.num_train_epochs, args.learning_rate, args.per_device_train_batch_size) == (240, 0.05, 4)
+    assert args.lr_scheduler_kwargs == {"lr_decay_epochs": [150, 180, 210], "lr_decay_rate": 0.1}
+    assert trainer.lr_scheduler.lr_lambdas[0].lr_decay_epochs == (150.0, 180.0, 210.0)
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--method", "kd"], "cross-entropy only: drop --method kd"),
+        (["--stage", "pretrain"], "cross-entropy only"),
+        (["--teacher_kwargs", '{"num_classes": 10}'], "num_classes=10 but .* has 3 classes"),
+    ],
+)
+def test_rejects_what_it_cannot_train(tmp_path, extra, message):
+    data = write_imagefolder(tmp_path / "data", {"train": 1})
+    with pytest.raises(ValueError, match=message):
+        train_teacher.main(argv(data, tmp_path / "out", "--eval_split", "", "--max_steps", "1", *extra))
