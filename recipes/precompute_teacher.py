@@ -17,6 +17,7 @@ deterministic evaluation transform (one view per image), e.g. for the evaluation
 
 from dataclasses import dataclass, field
 
+import torch
 from accelerate import PartialState
 from transformers import HfArgumentParser
 
@@ -87,7 +88,8 @@ def load_images(args: PrecomputeArguments):
 
 def main():
     (args,) = HfArgumentParser(PrecomputeArguments).parse_args_into_dataclasses()
-    state = PartialState()
+    # Without a GPU, accelerate forms the process group of `accelerate launch` only when told to run on the CPU.
+    state = PartialState(cpu=not torch.cuda.is_available())
     # ---- data and teacher
     images = load_images(args)
     teacher = TimmTeacher.from_timm(

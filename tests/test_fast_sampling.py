@@ -173,9 +173,10 @@ def test_default_settings_cover_the_curve():
     settings = default_settings(steps=(1, 4))
     names = [setting.name for setting in settings]
     assert names[:2] == ["probe", "ddpm 64 steps g2 x5"]
-    assert "ddim 1 steps g1 x1" in names and "dpm_solver 4 steps g2 x5" in names
+    assert "ddim 1 steps g1 x1" in names and "dpm_solver 4 steps g2 x5" in names and "ddpm 4 steps g2 x1" in names
     assert names[-2:] == ["mean g1", "mean g2"]
-    assert len(settings) == 2 + 2 * 2 * 2 * 2 + 2
+    assert len(settings) == 2 + 3 * 2 * 2 * 2 + 2
+    assert len(default_settings(steps=(2,), samplers=("ddim",))) == 2 + 4 + 2
     assert PAPER_SETTING.head_evaluations(8) == 5120 and InferenceSetting().head_evaluations(8) == 0
 
 
@@ -206,13 +207,13 @@ def test_benchmark_script_end_to_end(tmp_path, capsys):
 
     report = fast_sampling.main([
         "--model", str(tmp_path / "model"), "--dataset", str(tmp_path / "data"), "--num_eval", "5",
-        "--steps", "1,2", "--batch_size", "3", "--output", str(tmp_path / "out"),
+        "--steps", "1,2", "--samplers", "ddim,dpm_solver", "--batch_size", "3", "--output", str(tmp_path / "out"),
     ])
     printed = capsys.readouterr().out
     assert "| ddpm 64 steps g2 x5 | ddpm | 64 | 2.0 | 5 | 2560 |" in printed  # 64 x 2 x 5 x 4 tokens
     assert "| mean g2 | mean |" in printed and ("Best fast setting" in printed or "No fast setting" in printed)
     saved = json.loads((tmp_path / "out" / "fast_sampling.json").read_text())
-    assert saved["num_eval"] == 5 and len(saved["results"]) == len(default_settings(steps=(1, 2)))
+    assert saved["num_eval"] == 5 and len(saved["results"]) == len(default_settings((1, 2), ("ddim", "dpm_solver")))
     assert (tmp_path / "out" / "fast_sampling.md").read_text().startswith("| setting |")
     rows = {row["setting"]: row for row in report["results"]}
     # The probe row is the probe's top-1 on the same five images, preprocessed as the pipeline does.

@@ -208,13 +208,14 @@ def test_precomputation_resumes_shard_by_shard_and_refuses_other_settings(tmp_pa
     precompute(tmp_path)
     shard_files = sorted((tmp_path / "data").glob("*.parquet"))
     kept = {path: path.read_bytes() for path in shard_files}
-    shard_files[1].unlink()
-    with pytest.raises(ValueError, match=r"missing shards \[1\]"):
-        finalize_teacher_outputs(tmp_path)
     settings = TeacherOutputsSettings(VIEW_CONFIG, num_views=NUM_VIEWS, shard_size=5)
-    written = precompute_teacher_outputs(toy_images(), toy_teacher(), tmp_path, settings, "test_resnet",
-                                         progress=False)
-    assert written == [shard_files[1]]
+    for lost, message in ((1, r"missing shards \[1\]"), (2, "holds 10 of the 12 images of 'train'")):
+        shard_files[lost].unlink()
+        with pytest.raises(ValueError, match=message):
+            finalize_teacher_outputs(tmp_path)
+        written = precompute_teacher_outputs(toy_images(), toy_teacher(), tmp_path, settings, "test_resnet",
+                                             progress=False)
+        assert written == [shard_files[lost]]
     assert all(path.read_bytes() == content for path, content in kept.items())  # bit-identical recomputation
     with pytest.raises(TeacherOutputsMismatchError, match="computed with other settings"):
         precompute_teacher_outputs(toy_images(), toy_teacher(), tmp_path, dataclasses.replace(settings, seed=1),
@@ -234,15 +235,17 @@ def test_two_processes_split_precomputation_and_streaming(tmp_path, stored):
     outputs = finalize_teacher_outputs(tmp_path)
     for name in ("train-00000.parquet", "train-00001.parquet", "train-00002.parquet"):
         assert pq.read_table(tmp_path / "data" / name).equals(pq.read_table(Path(stored.source) / "data" / name))
+    key = lambda features: tuple(features.tolist())  # noqa: E731
+    expected = sorted(key(example["teacher_features"]) for example in teacher_outputs_dataset(toy_images(), outputs))
     parts = []
     for rank in (0, 1):
-        dataset = teacher_outputs_dataset(toy_images(), outputs, process_index=rank, num_processes=2, seed=1)
+        dataset = teacher_outputs_dataset(toy_images(), outputs, process_index=rank, num_processes=2, seed=0)
         with pytest.raises(TypeError):
             len(dataset)
-        dataset.set_epoch(1)
-        parts.append([tuple(example["teacher_features"][:4].tolist()) for example in dataset])
-    assert not set(parts[0]) & set(parts[1])
-    assert len(parts[0]) + len(parts[1]) == NUM_IMAGES
+        # Each process reads its part with two DataLoader workers, which split it again.
+        loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=2)
+        parts.append([key(features) for batch in loader for features in batch["teacher_features"]])
+    assert parts[0] and parts[1] and sorted(parts[0] + parts[1]) == expected
 
 
 def test_streamed_images_are_zipped_in_order_and_checked(stored):

@@ -71,7 +71,9 @@ def parse_json_dict(value: str | Mapping | None, name: str) -> dict:
     try:
         parsed = json.loads(value)
     except json.JSONDecodeError as error:
-        raise ValueError(f"--{name} must be a JSON object such as '{{\"in_chans\": 1}}', got {value!r} ({error}).")
+        raise ValueError(
+            f"--{name} must be a JSON object such as '{{\"in_chans\": 1}}', got {value!r} ({error})."
+        ) from error
     if not isinstance(parsed, dict):
         raise ValueError(f"--{name} must be a JSON object such as '{{\"in_chans\": 1}}', got {value!r}.")
     return parsed
@@ -114,8 +116,10 @@ class RecipeArguments:
     streaming: bool = field(
         default=False,
         metadata={
-            "help": "Stream the training set (needs --max_steps; each process reads its own shards). The "
-            "evaluation set is always loaded whole, for exact metrics across processes."
+            "help": "Stream the training set (needs --max_steps). Under several processes, each reads its own "
+            "shards with --accelerator_config '{\"dispatch_batches\": false}' (train_cc3m_unsupervised.py's "
+            "default); otherwise process 0 reads every batch and sends each process its part. The evaluation set is "
+            "always loaded whole, for exact metrics across processes."
         },
     )
     shuffle_buffer_size: int = field(default=10_000, metadata={"help": "Shuffle buffer of a streamed training set."})

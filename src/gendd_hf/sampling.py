@@ -72,12 +72,17 @@ def clamp_denoised(eps, sample, alpha_prod, low, high):
     step (t = 999 of the cosine schedule, sqrt(abar) ~ 5e-5) is amplified ~2e4 times; clamping to the range of
     the training targets bounds it, for every epsilon-based scheduler alike.
     """
-    x_start = torch.maximum(torch.minimum(predict_x_start(eps, sample, alpha_prod), high), low)
+    x_start = clamp_to_range(predict_x_start(eps, sample, alpha_prod), low, high)
     return (sample - alpha_prod.sqrt() * x_start) / (1 - alpha_prod).sqrt()
 
 
-def guided_output(head, sample: torch.Tensor, timestep: torch.Tensor, condition: torch.Tensor,
-                  guidance_scale: float) -> torch.Tensor:
+def clamp_to_range(x_start: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    return torch.maximum(torch.minimum(x_start, high), low)
+
+
+def guided_output(
+    head, sample: torch.Tensor, timestep: torch.Tensor, condition: torch.Tensor, guidance_scale: float
+) -> torch.Tensor:
     """One head call on `sample` `(B, S, n, k)` at one timestep, with classifier-free guidance.
 
     `condition` is `(B, 1, n, w)`, or `(2, B, 1, n, w)` (conditional, unconditional) when guided: both branches
@@ -190,6 +195,4 @@ def estimate_mean_tokens(
     condition = branch_conditions(condition, null_condition, guidance_scale)
     eps = guided_output(head, sample, timesteps, condition, guidance_scale)[..., : head.token_dim]
     x_start = predict_x_start(eps, sample, alpha_prod)
-    if clip_range is not None:
-        x_start = torch.maximum(torch.minimum(x_start, clip_range[1]), clip_range[0])
-    return x_start
+    return x_start if clip_range is None else clamp_to_range(x_start, *clip_range)

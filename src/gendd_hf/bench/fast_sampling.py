@@ -1,5 +1,6 @@
 """Accuracy against cost of a saved GenDD model's inference paths: the paper's sampler (DDPM, 64 steps, guidance 2,
-5 samples), DDIM and DPM-Solver++ at few steps, the one-step conditional mean (`sampler="mean"`) and the probe.
+5 samples), DDIM, DPM-Solver++ and DDPM at few steps, the one-step conditional mean (`sampler="mean"`) and the
+probe.
 
 For each setting it reports top-1, head evaluations per image (`head_evaluations_per_image`: one row is one token
 of one draw of one branch at one step) and images per second, then names the best fast setting: at least 20x
@@ -8,7 +9,8 @@ and its time is added to every setting's, so images per second are end to end.
 
 Usage:
     python -m gendd_hf.bench.fast_sampling --model <gendd folder> [--dataset fashion_mnist | <dataset path or id>]
-        [--split test] [--num_eval 2000] [--batch_size 250] [--steps 1,2,4,8,16] [--output <dir>]
+        [--split test] [--num_eval 2000] [--batch_size 250] [--steps 1,2,4,8,16] [--samplers ddim,dpm_solver,ddpm]
+        [--output <dir>]
 """
 
 import argparse
@@ -60,12 +62,12 @@ PAPER_SETTING = InferenceSetting("ddpm", _PAPER.num_inference_steps, _PAPER.guid
 PROBE_SETTING = InferenceSetting()
 
 
-def default_settings(steps=(1, 2, 4, 8, 16)) -> list[InferenceSetting]:
-    """The probe, the paper's sampler, DDIM and DPM-Solver++ at `steps` with and without guidance and with 1 or the
-    paper's number of samples, and the one-step mean with and without guidance."""
+def default_settings(steps=(1, 2, 4, 8, 16), samplers=("ddim", "dpm_solver", "ddpm")) -> list[InferenceSetting]:
+    """The probe, the paper's sampler, each of `samplers` at each of `steps` with and without guidance and with 1 or
+    the paper's number of samples, and the one-step mean with and without guidance."""
     guidance_scales = (1.0, PAPER_SETTING.guidance_scale)
     settings = [PROBE_SETTING, PAPER_SETTING]
-    for sampler in ("ddim", "dpm_solver"):
+    for sampler in samplers:
         for num_steps in steps:
             for guidance_scale in guidance_scales:
                 for num_samples in (1, PAPER_SETTING.num_samples):
@@ -177,14 +179,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--split", default="test")
     parser.add_argument("--num_eval", type=int, default=None, help="first N images (default: the whole split)")
     parser.add_argument("--batch_size", type=int, default=250)
-    parser.add_argument("--steps", default="1,2,4,8,16", help="step counts of DDIM and DPM-Solver++")
+    parser.add_argument("--steps", default="1,2,4,8,16", help="step counts of the few-step samplers")
+    parser.add_argument("--samplers", default="ddim,dpm_solver,ddpm", help="the few-step samplers")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=None, help="folder for fast_sampling.json and fast_sampling.md")
     args = parser.parse_args(argv)
 
     model, processor = load_model_and_processor(args.model)
     rows = load_eval_dataset(args.dataset, args.split, args.num_eval)
-    settings = default_settings(tuple(int(steps) for steps in args.steps.split(",")))
+    settings = default_settings(tuple(int(steps) for steps in args.steps.split(",")), tuple(args.samplers.split(",")))
     results = evaluate_settings(model, processor, rows, settings, args.batch_size, args.seed)
     best = best_fast_setting(results)
     table, summary = markdown_table(results), verdict(best)

@@ -5,8 +5,11 @@ Debian copy; random images of that shape when it is missing) with the same rando
 small`: pad-and-crop + flip). The online run draws a fresh view per image and runs the teacher on every batch; the
 streamed run reads outputs precomputed once (`precompute_teacher_outputs`, `--num_views` views per image; timed, and
 its disk cost reported) with `teacher_outputs_dataset`, replays each stored view and never runs the teacher. Steps
-per second are measured from the end of step `--warmup_steps` to the end of the last step, data loading included;
-all measured steps lie in the first epoch. The teacher's weights are random: speed does not depend on them.
+per second are the inverse of the median step time after `--warmup_steps` steps (data loading included) over
+`--repeats` alternated online and streamed runs;
+all measured steps lie in the first epoch, before the stream's end: `datasets` pauses 5 s at the end of every epoch
+of a shuffled parquet stream, which these figures leave out. The teacher's weights are random: speed does not
+depend on them.
 
 GenDD's diffusion head (width 256, 4 repeats of 8 tokens per image here, as in the Fashion-MNIST benchmark) costs
 more than the student backbone, so the teacher's share of a GenDD step is smaller than of a KD step.
@@ -19,6 +22,7 @@ Usage:
 import argparse
 import json
 import os
+import statistics
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -58,12 +62,18 @@ class SpeedSettings:
     batch_size: int = 128
     warmup_steps: int = 3
     steps: int = 15
+    repeats: int = 3
     seed: int = 0
+
+    shuffle_buffer_size: int = 1000
+    dataloader_num_workers: int = 0
 
     @property
     def num_images(self) -> int:
-        """Enough images for every measured step to lie in the first epoch."""
-        return self.batch_size * (self.warmup_steps + self.steps)
+        """Enough images that the measured steps never reach the end of the stream: the data loader reads a batch
+        ahead, the shuffle buffer reads `shuffle_buffer_size` rows ahead, and when a stream that interleaves parquet
+        shards ends, `datasets` pauses 5 s (its guard against an Arrow thread-shutdown crash), once per epoch."""
+        return self.batch_size * (self.warmup_steps + self.steps + 2) + self.shuffle_buffer_size
 
 
 class StepTimes(TrainerCallback):
@@ -97,12 +107,12 @@ def folder_bytes(folder: Path) -> int:
     return sum(path.stat().st_size for path in folder.rglob("*.parquet"))
 
 
-def steps_per_second(trainer: GenDDTrainer, settings: SpeedSettings) -> float:
+def step_times(trainer: GenDDTrainer, settings: SpeedSettings) -> list[float]:
+    """Seconds of each training step after the warm-up, data loading included."""
     times = StepTimes()
     trainer.add_callback(times)
     trainer.train()
-    measured = times.times[settings.warmup_steps - 1 :]
-    return (len(measured) - 1) / (measured[-1] - measured[0])
+    return np.diff(times.times[settings.warmup_steps - 1 :]).tolist()
 
 
 def run(settings: SpeedSettings, workdir: Path) -> dict:
@@ -123,6 +133,7 @@ def run(settings: SpeedSettings, workdir: Path) -> dict:
             output_dir=str(workdir / name), method=method, per_device_train_batch_size=settings.batch_size,
             max_steps=settings.warmup_steps + settings.steps, learning_rate=1e-3, seed=settings.seed,
             save_strategy="no", logging_steps=10_000, report_to="none", disable_tqdm=True, use_cpu=True,
+            dataloader_num_workers=settings.dataloader_num_workers,
         )
 
     probe = torch.zeros(1, 1, 28, 28)
@@ -141,16 +152,21 @@ def run(settings: SpeedSettings, workdir: Path) -> dict:
 
     speeds = {}
     for method in settings.methods:
-        # online: a fresh replayable view per image, the teacher in every step
-        online = GenDDTrainer(student(method), arguments(f"{method}-online", method), teacher=teacher,
-                              train_dataset=images, data_collator=ImageCollator(RandomViewTransform(view_config)))
-        # streamed: the stored view of the epoch, stored outputs, no teacher
-        model = student(method)
-        outputs.load_teacher_classifier(model)
-        train_dataset = teacher_outputs_dataset(images, outputs, view_config=view_config, seed=settings.seed)
-        streamed = GenDDTrainer(model, arguments(f"{method}-streamed", method), train_dataset=train_dataset)
-        speeds[method] = {"online": steps_per_second(online, settings),
-                          "streamed": steps_per_second(streamed, settings)}
+        times = {"online": [], "streamed": []}
+        for _ in range(settings.repeats):  # alternated, so that a burst of other work hits both runs alike
+            # online: a fresh replayable view per image, the teacher in every step
+            online = GenDDTrainer(student(method), arguments(f"{method}-online", method), teacher=teacher,
+                                  train_dataset=images, data_collator=ImageCollator(RandomViewTransform(view_config)))
+            times["online"] += step_times(online, settings)
+            # streamed: the stored view of the epoch, stored outputs, no teacher
+            model = student(method)
+            outputs.load_teacher_classifier(model)
+            train_dataset = teacher_outputs_dataset(images, outputs, view_config=view_config, seed=settings.seed,
+                                                    shuffle_buffer_size=settings.shuffle_buffer_size)
+            streamed = GenDDTrainer(model, arguments(f"{method}-streamed", method), train_dataset=train_dataset)
+            times["streamed"] += step_times(streamed, settings)
+        # The median step time is robust to other processes' bursts on a shared machine.
+        speeds[method] = {mode: 1.0 / statistics.median(values) for mode, values in times.items()}
         speeds[method]["speedup"] = speeds[method]["streamed"] / speeds[method]["online"]
 
     return {

@@ -15,8 +15,6 @@ be the recorded ones, so a different split, order or image is an error, never si
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pyarrow as pa
 import torch
@@ -99,12 +97,14 @@ class TeacherOutputsDataset(torch.utils.data.IterableDataset):
         """A per-view column of a batch as an array of shape `(rows, K, n)`, straight from Arrow."""
         num_views = self.outputs.settings.num_views
         views = table.column(name).combine_chunks()
-        wrong = np.flatnonzero(views.value_lengths().to_numpy(zero_copy_only=False) != num_views)
+        lengths = views.value_lengths().to_numpy(zero_copy_only=False)
+        wrong = np.flatnonzero(lengths != num_views)
         if wrong.size:
+            row = int(wrong[0])
             raise TeacherOutputsMismatchError(
-                f"The teacher outputs of image {table.column('id')[int(wrong[0])].as_py()!r} hold "
-                f"{views[int(wrong[0])].values.__len__()} views, but {self.outputs.source} records "
-                f"num_views={num_views}: the shard is damaged or of another precomputation."
+                f"The teacher outputs of image {table.column('id')[row].as_py()!r} hold {lengths[row]} views, but "
+                f"{self.outputs.source} records num_views={num_views}: the shard is damaged or of another "
+                "precomputation."
             )
         values = views.flatten()
         values = values.flatten() if pa.types.is_list(values.type) else values

@@ -119,15 +119,16 @@ def precompute_teacher_outputs(
     if settings.logits == "topk" and settings.logits_top_k > teacher.num_classes:
         raise ValueError(f"logits_top_k={settings.logits_top_k} exceeds the teacher's {teacher.num_classes} classes.")
     folder = Path(output_dir)
-    record = shard_record(TeacherRecord.from_teacher(teacher, teacher_name), settings, split)
     if process_index == 0:
         write_classifier(folder, teacher)
     device = teacher.classifier_weight.device
     images = undecoded(images, image_column)
-    total = None
+    num_images = total = None
     if not isinstance(images, IterableDataset):
-        owned = range(process_index, math.ceil(len(images) / settings.shard_size), num_processes)
-        total = sum(min(settings.shard_size, len(images) - i * settings.shard_size) for i in owned)
+        num_images = len(images)
+        owned = range(process_index, math.ceil(num_images / settings.shard_size), num_processes)
+        total = sum(min(settings.shard_size, num_images - i * settings.shard_size) for i in owned)
+    record = shard_record(TeacherRecord.from_teacher(teacher, teacher_name), settings, split, num_images)
     written = []
     with tqdm(total=total, disable=not progress, unit="img", desc=f"{split} teacher outputs [{process_index}]") as bar:
         for index, start, rows in _owned_shards(images, settings.shard_size, process_index, num_processes):

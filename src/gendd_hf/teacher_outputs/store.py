@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -188,10 +189,13 @@ def shard_features(settings: TeacherOutputsSettings, id_dtype: str) -> Features:
     return Features(columns)
 
 
-def shard_record(teacher: TeacherRecord, settings: TeacherOutputsSettings, split: str) -> dict[str, Any]:
-    """What every shard of a run records in its parquet metadata; equal records mean interchangeable shards."""
+def shard_record(
+    teacher: TeacherRecord, settings: TeacherOutputsSettings, split: str, num_images: int | None
+) -> dict[str, Any]:
+    """What every shard of a run records in its parquet metadata; equal records mean interchangeable shards.
+    `num_images` is the size of the image dataset (`None` for a stream, whose length is not known in advance)."""
     return {"format_version": FORMAT_VERSION, "teacher": asdict(teacher), "split": split,
-            "settings": settings.to_dict()}
+            "settings": settings.to_dict(), "num_images": num_images}
 
 
 def write_shard(path: Path, columns: dict[str, Any], features: Features, record: dict[str, Any]) -> None:
@@ -243,8 +247,11 @@ def finalize_teacher_outputs(output_dir: str | os.PathLike, split: str = "train"
         The finished [`TeacherOutputs`] of `split`.
     """
     folder = Path(output_dir)
-    paths = sorted((folder / "data").glob(f"{split}-*.parquet"))
-    indices = [int(path.stem.rsplit("-", 1)[1]) for path in paths]
+    pattern = re.compile(rf"{re.escape(split)}-(\d{{5}})\.parquet")
+    names = sorted(os.listdir(folder / "data")) if (folder / "data").is_dir() else []
+    matches = [match for match in map(pattern.fullmatch, names) if match]
+    paths = [folder / "data" / match.group(0) for match in matches]
+    indices = [int(match.group(1)) for match in matches]
     missing = sorted(set(range(max(indices, default=-1) + 1)) - set(indices))
     if not paths or missing:
         raise ValueError(
@@ -255,6 +262,12 @@ def finalize_teacher_outputs(output_dir: str | os.PathLike, split: str = "train"
     if any(record != records[0] for record in records):
         raise TeacherOutputsMismatchError(f"The '{split}' shards in {folder} were computed with different settings.")
     record = records[0]
+    num_rows = [pq.ParquetFile(path).metadata.num_rows for path in paths]
+    if record["num_images"] not in (None, sum(num_rows)):
+        raise ValueError(
+            f"{folder} holds {sum(num_rows)} of the {record['num_images']} images of '{split}' (missing shards after "
+            f"shard {indices[-1]}); run precompute_teacher_outputs on every process first."
+        )
     path = folder / RECORD_NAME
     payload = json.loads(path.read_text()) if path.is_file() else {"format_version": FORMAT_VERSION, "splits": {}}
     if payload.get("teacher", record["teacher"]) != record["teacher"]:
@@ -262,7 +275,6 @@ def finalize_teacher_outputs(output_dir: str | os.PathLike, split: str = "train"
             f"{folder} holds outputs of teacher {payload['teacher']} but the '{split}' shards are of "
             f"{record['teacher']}; keep one teacher per folder."
         )
-    num_rows = [pq.ParquetFile(path).metadata.num_rows for path in paths]
     payload["teacher"] = record["teacher"]
     payload["splits"][split] = {
         **record["settings"],
@@ -387,6 +399,8 @@ class TeacherOutputs:
                 )
             record_path, classifier_path = folder / RECORD_NAME, folder / CLASSIFIER_NAME
             base_url = folder.resolve().as_posix()
+        elif str(source).startswith(("/", ".", "~")):
+            raise FileNotFoundError(f"Teacher outputs folder {source} does not exist.")
         else:
             download = lambda name: hf_hub_download(  # noqa: E731
                 str(source), name, repo_type="dataset", revision=revision, token=token
