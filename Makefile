@@ -27,7 +27,7 @@ $(FASHION_MNIST):
 data: $(FASHION_MNIST)
 
 test: install data
-	$(PY) -m pytest -q -p no:cacheprovider
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider
 
 demo: install data
 	$(PY) -m gendd_hf.bench.fashion_mnist demo
