@@ -20,12 +20,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import timm
-import torch
 from datasets import ClassLabel
 from timm.models import save_for_hf
 from transformers import default_data_collator
 
 from gendd_hf import GenDDConfig, GenDDForImageClassification, GenDDTrainer
+from gendd_hf.teacher import timm_classifier
 from gendd_hf.data import build_transforms, mixup_fn
 from gendd_hf.presets import CIFAR100_DATA, KD_CIFAR_SCHEDULE
 from gendd_hf.recipe import EvenBatchMixup, RecipeArguments, load_recipe_datasets, parse_recipe_args, with_pixel_values
@@ -70,21 +70,7 @@ def save_timm_classifier(
     """Save `model`'s student with its linear probe as the timm classifier `timm.create_model(student_name,
     num_classes=num_labels, **timm_kwargs)`: `model.safetensors` and timm's `config.json` in `output_dir`."""
     config = model.config
-    classifier = timm.create_model(config.student_name, pretrained=False, num_classes=config.num_labels, **timm_kwargs)
-    head = classifier.get_classifier()
-    if not isinstance(head, torch.nn.Linear):
-        raise ValueError(f"{config.student_name} has a {type(head).__name__} classifier; a teacher needs a Linear one.")
-    head_names = {name for name, value in classifier.state_dict(keep_vars=True).items()
-                  if any(value is parameter for parameter in head.parameters())}
-    missing, unexpected = classifier.load_state_dict(model.student.state_dict(), strict=False)
-    if set(missing) != head_names or unexpected:
-        raise ValueError(
-            f"The trained {config.student_name} does not map onto timm's classifier: missing {missing}, unexpected "
-            f"{unexpected} (only the classifier {sorted(head_names)} should differ)."
-        )
-    with torch.no_grad():
-        head.weight.copy_(model.probe.weight)
-        head.bias.copy_(model.probe.bias)
+    classifier = timm_classifier(model, **timm_kwargs)
     model_config = {"label_names": [config.id2label[i] for i in range(config.num_labels)]}
     save_for_hf(classifier, str(output_dir), model_config=model_config, safe_serialization=True,
                 data_config=data_config)

@@ -150,4 +150,26 @@ def _load_safetensors(checkpoint_path: str | os.PathLike) -> Dict[str, torch.Ten
         ) from error
 
 
-__all__ = ["TeacherOutput", "TimmTeacher"]
+
+def timm_classifier(model, **timm_kwargs) -> nn.Module:
+    """`model`'s student with its linear probe as the timm classifier `timm.create_model(student_name,
+    num_classes=num_labels, **timm_kwargs)`, e.g. a teacher trained with `--method ce`."""
+    config = model.config
+    classifier = timm.create_model(config.student_name, pretrained=False, num_classes=config.num_labels, **timm_kwargs)
+    head = classifier.get_classifier()
+    if not isinstance(head, nn.Linear):
+        raise ValueError(f"{config.student_name} has a {type(head).__name__} classifier; a teacher needs a Linear one.")
+    head_names = {name for name, value in classifier.state_dict(keep_vars=True).items()
+                  if any(value is parameter for parameter in head.parameters())}
+    missing, unexpected = classifier.load_state_dict(model.student.state_dict(), strict=False)
+    if set(missing) != head_names or unexpected:
+        raise ValueError(
+            f"The trained {config.student_name} does not map onto timm's classifier: missing {missing}, unexpected "
+            f"{unexpected} (only the classifier {sorted(head_names)} should differ)."
+        )
+    with torch.no_grad():
+        head.weight.copy_(model.probe.weight)
+        head.bias.copy_(model.probe.bias)
+    return classifier.eval()
+
+__all__ = ["timm_classifier", "TeacherOutput", "TimmTeacher"]

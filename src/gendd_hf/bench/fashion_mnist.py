@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import timm
 import torch
 from safetensors.torch import save_file
 from torch.utils.data import Dataset
@@ -32,7 +31,7 @@ from ..data import FASHION_MNIST_LABEL_NAMES, load_digits_unlabeled, load_fashio
 from ..data.long_tail import long_tailed_class_counts
 from ..image_processing import build_image_processor
 from ..modeling_gendd import GenDDForImageClassification
-from ..teacher import TimmTeacher
+from ..teacher import TimmTeacher, timm_classifier
 from ..trainer import GenDDTrainer
 from ..training_args import GENDD_METHODS, GenDDTrainingArguments
 
@@ -147,16 +146,6 @@ def fingerprint(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def timm_classifier(model: GenDDForImageClassification) -> torch.nn.Module:
-    """The student backbone with its probe as a plain timm classifier (the teacher of later runs)."""
-    config = model.config
-    classifier = timm.create_model(config.student_name, num_classes=config.num_labels, **config.student_kwargs)
-    classifier.load_state_dict(model.student.state_dict(), strict=False)
-    head = classifier.get_classifier()
-    head.load_state_dict(model.probe.state_dict())
-    return classifier.eval()
-
-
 def get_teacher(settings: BenchSettings, arrays: dict, cache_dir: Path, log) -> TimmTeacher:
     """Train the teacher with `--method ce` once; later runs with the same settings load it (safetensors)."""
     key = fingerprint({"teacher": settings.teacher_name, "epochs": settings.teacher_epochs,
@@ -176,7 +165,7 @@ def get_teacher(settings: BenchSettings, arrays: dict, cache_dir: Path, log) -> 
     args = training_args(cache_dir / "teacher-run", "ce", settings.teacher_epochs, 0, settings)
     GenDDTrainer(model, args, train_dataset=train).train()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    save_file(timm_classifier(model).state_dict(), str(path))
+    save_file(timm_classifier(model, in_chans=1).state_dict(), str(path))
     return TimmTeacher.from_timm(settings.teacher_name, checkpoint_path=str(path), **kwargs)
 
 
