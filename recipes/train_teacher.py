@@ -28,7 +28,14 @@ from gendd_hf import GenDDConfig, GenDDForImageClassification, GenDDTrainer
 from gendd_hf.teacher import timm_classifier
 from gendd_hf.data import build_transforms, mixup_fn
 from gendd_hf.presets import CIFAR100_DATA, KD_CIFAR_SCHEDULE
-from gendd_hf.recipe import EvenBatchMixup, RecipeArguments, load_recipe_datasets, parse_recipe_args, with_pixel_values
+from gendd_hf.recipe import (
+    EvenBatchMixup,
+    RecipeArguments,
+    load_recipe_datasets,
+    parse_recipe_args,
+    recipe_metrics,
+    with_pixel_values,
+)
 from gendd_hf.training_args import GenDDTrainingArguments
 
 
@@ -86,6 +93,7 @@ def train_teacher(args: RecipeArguments, training_args: GenDDTrainingArguments) 
     # ---- data and model
     train, evaluation = load_recipe_datasets(args, training_args.data_seed or training_args.seed)
     names = class_names(args, train)
+    compute_metrics = recipe_metrics(args, train, evaluation, len(names), training_args.inference_paths)
     timm_kwargs = {key: value for key, value in args.teacher_timm_kwargs.items() if key != "num_classes"}
     config = GenDDConfig(student_name=args.teacher_name, student_kwargs=timm_kwargs,
                          id2label=dict(enumerate(names)), **UNUSED_HEAD)
@@ -104,6 +112,7 @@ def train_teacher(args: RecipeArguments, training_args: GenDDTrainingArguments) 
         train_dataset=with_pixel_values(train, train_transform),
         eval_dataset=None if evaluation is None else with_pixel_values(evaluation, eval_transform),
         data_collator=default_data_collator,
+        compute_metrics=compute_metrics,
     )
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.log_metrics("train", result.metrics)

@@ -115,6 +115,23 @@ def test_from_config_copies_student_method_and_sampling_settings():
     assert "twice per step" not in text  # guidance_scale 1.0 means no guidance pass
 
 
+def test_a_fast_default_and_the_inference_cost_table_are_reported():
+    costs = [
+        {"setting": "probe", "head_evaluations_per_image": 0, "top1": 80.0, "images_per_second": 9000.0},
+        {"setting": "ddpm 64 steps g2 x5", "head_evaluations_per_image": 5120, "top1": 84.25, "images_per_second": 9.5},
+        {"setting": "mean g2", "head_evaluations_per_image": 16, "top1": 84.3, "images_per_second": 4321.04},
+    ]
+    text = render_model_card({**INFO, "sampler": "mean", "guidance_scale": 2.0, "inference_costs": costs,
+                              "inference_costs_note": "First 1000 test images."})
+    assert "- **Sampling**: `mean` sampler (one head call per token" in text
+    assert "The sampled path used the `mean` sampler" in text
+    assert "First 1000 test images." in text
+    assert "| ddpm 64 steps g2 x5 | 5120 | 84.25 | 9.5 |" in text and "| mean g2 | 16 | 84.30 | 4321.0 |" in text
+    assert 'sampler="ddpm", num_inference_steps=64, guidance_scale=2.0, num_samples=5' in text
+    assert "runs the diffusion head once per token and guidance branch" in text and "8 steps" not in text
+    assert "Accuracy against inference cost" not in render_model_card(INFO)
+
+
 @pytest.mark.parametrize(
     "override, message",
     [

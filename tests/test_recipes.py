@@ -371,6 +371,8 @@ def run_in_process(data, tmp_path, *args, dataset="imagefolder"):
                                       ""], ValueError,
          r"A streamed training set has no length: pass --max_steps N"),
         ("bad JSON", ["--student_kwargs", "{in_chans: 1}"], ValueError, r"--student_kwargs must be a JSON object"),
+        ("shot metrics without an eval split", ["--shot_metrics", "--eval_split", ""], ValueError,
+         r"--shot_metrics groups the classes by their images in the training split, .* and an --eval_split"),
     ],
 )
 def test_bad_input_fails_before_training_with_the_fix_in_the_message(data, tmp_path, case, args, error, message):
@@ -381,6 +383,15 @@ def test_bad_input_fails_before_training_with_the_fix_in_the_message(data, tmp_p
     dataset = {"labels missing": "wds", "label out of range": "parquet_int", "stream without max_steps": "wds"}
     with pytest.raises(error, match=message):
         run_in_process(data, tmp_path, *args, dataset=dataset.get(case, "imagefolder"))
+
+
+def test_shot_metrics_group_classes_by_their_training_images(data, tmp_path):
+    """4 training images per class: every class is few-shot, so on the balanced eval split (2 images per class) the
+    few-shot top-1 (a mean of per-class accuracies) is the top-1, and the many and medium groups are empty (NaN)."""
+    metrics = run_in_process(data, tmp_path, "--shot_metrics", "--max_steps", "2")
+    for path in ("sampled", "probe"):
+        assert metrics[f"eval_{path}_few_top1"] == pytest.approx(metrics[f"eval_{path}_top1"])
+        assert np.isnan(metrics[f"eval_{path}_many_top1"]) and np.isnan(metrics[f"eval_{path}_medium_top1"])
 
 
 def test_training_from_stored_teacher_outputs_never_runs_the_teacher(data, tmp_path, monkeypatch):

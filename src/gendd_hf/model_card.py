@@ -12,7 +12,7 @@ from .configuration_gendd import INFERENCE_PATHS
 from .training_args import METHODS
 
 
-DEFAULT_TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "model_cards" / "gendd_student.md"
+DEFAULT_TEMPLATE_PATH = Path(__file__).resolve().parent / "templates" / "gendd_student.md"
 TAGS = ["gendd", "knowledge-distillation", "image-classification", "timm"]
 PATH_DESCRIPTIONS = {
     "sampled": "frozen teacher classifier on features sampled by the diffusion head",
@@ -53,6 +53,10 @@ class ModelCardInfo:
         optimizer (`str`, *optional*, defaults to `"AdamW"`): optimizer.
         lr_scheduler (`str`, *optional*, defaults to `"cosine"`): learning-rate schedule.
         notes (`str`, *optional*): free Markdown appended to the training section (hardware, deviations...).
+        inference_costs (`list[dict]`, *optional*): accuracy against cost of inference settings, rows as
+            `gendd_hf.bench.fast_sampling.evaluate_settings` returns them (`setting`, `head_evaluations_per_image`,
+            `top1` in %, `images_per_second`).
+        inference_costs_note (`str`, *optional*): where and how `inference_costs` were measured.
     """
 
     model_name: str
@@ -81,6 +85,8 @@ class ModelCardInfo:
     optimizer: str = "AdamW"
     lr_scheduler: str = "cosine"
     notes: str | None = None
+    inference_costs: list[dict] | None = None
+    inference_costs_note: str | None = None
 
     def __post_init__(self):
         for field in ("model_name", "teacher", "student", "dataset"):
@@ -144,7 +150,7 @@ def render_model_card(info: ModelCardInfo | dict, template_path: str | Path | No
 
     Args:
         info (`ModelCardInfo` or `dict`): what to report; a dict is passed to `ModelCardInfo(**info)`.
-        template_path (`str` or `Path`, *optional*): Jinja2 template; defaults to `model_cards/gendd_student.md`.
+        template_path (`str` or `Path`, *optional*): Jinja2 template; defaults to `gendd_hf/templates/gendd_student.md`.
 
     Returns:
         `str`: the card, front matter included.
@@ -153,8 +159,8 @@ def render_model_card(info: ModelCardInfo | dict, template_path: str | Path | No
     template_path = Path(template_path or DEFAULT_TEMPLATE_PATH)
     if not template_path.is_file():
         raise FileNotFoundError(
-            f"Model card template not found at {template_path}; pass template_path= (the default lives in the "
-            "repository's model_cards/ folder)."
+            f"Model card template not found at {template_path}; pass template_path= (the default ships with "
+            "gendd_hf, in gendd_hf/templates/)."
         )
     eval_results = _eval_results(info)
     card_data = ModelCardData(

@@ -323,7 +323,7 @@ def _cc3m(suffix: str, models: Mapping[str, str], experiment: str, gpu_hours: fl
 
 # ImageNet-LT: the split files turned into a dataset folder by `python -m gendd_hf.data.imagenet_lt`.
 IMAGENET_LT_DATA = {"dataset_name": "data/imagenet_lt", "train_split": "train", "eval_split": "test",
-                    "image_size": 224, "augmentation": "regular"}
+                    "image_size": 224, "augmentation": "regular", "shot_metrics": True}
 IMAGENET_LT_TEACHER = "imagenet-lt-ce-resnext101_32x4d"
 IMAGENET_LT_EPOCHS = 90
 

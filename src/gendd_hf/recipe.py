@@ -32,14 +32,15 @@ from transformers import (
 
 from .configuration_gendd import GenDDConfig, SAMPLERS
 from .data import build_transforms, load_image_dataset, mixup_fn
+from .data.imagenet_lt import LongTailMetrics, class_groups
 from .data.transforms import IMAGENET_PRESETS
 from .hub import push_model_folder
 from .image_processing import build_image_processor
 from .model_card import ModelCardInfo, write_model_card
 from .modeling_gendd import GenDDForImageClassification
-from .teacher import TimmTeacher
+from .teacher import TimmTeacher, first_conv_in_channels
 from .teacher_outputs import ViewConfig, teacher_outputs_dataset
-from .trainer import GenDDTrainer, _first_conv_in_channels, check_dataset_classes, top_k_metrics
+from .trainer import GenDDTrainer, check_dataset_classes, top_k_metrics
 from .training_args import GenDDTrainingArguments
 
 
@@ -186,6 +187,12 @@ class RecipeArguments:
     )
     sampler: str = field(
         default=_gendd_default("sampler"), metadata={"help": "Sampler of the sampled path.", "choices": list(SAMPLERS)}
+    )
+    shot_metrics: bool = field(
+        default=False,
+        metadata={"help": "Also report the many (over 100 training images), medium (20 to 100) and few-shot (under "
+                  "20) top-1 of each inference path, as ImageNet-LT does (eval_probe_many_top1, ...); the classes "
+                  "are grouped by their images in the (not streamed) training split."},
     )
     # ---- precomputed teacher outputs, presets
     teacher_outputs: str | None = field(
@@ -358,7 +365,7 @@ def recipe_data_config(teacher: TimmTeacher, image_size: int | None = None) -> d
     3-channel values for a 1-channel model; they are averaged into one.
     """
     config = dict(teacher.data_config())
-    in_chans = _first_conv_in_channels(teacher.model) or config["input_size"][0]
+    in_chans = first_conv_in_channels(teacher.model) or config["input_size"][0]
     height, width = config["input_size"][1:] if image_size is None else (image_size, image_size)
     config["input_size"] = (in_chans, height, width)
     if in_chans == 1:
@@ -443,6 +450,22 @@ def check_recipe_inputs(
                     f"The {name} dataset has label {largest} but the teacher has {teacher.num_classes} classes "
                     f"(0..{teacher.num_classes - 1}); distil on data labelled with the teacher's classes."
                 )
+
+
+def recipe_metrics(
+    args: RecipeArguments, train: Dataset | IterableDataset, evaluation: Dataset | None, num_classes: int,
+    paths: Sequence[str],
+) -> Callable | None:
+    """`compute_metrics` of a recipe's trainer: with `--shot_metrics`, top-1/top-5 plus the many / medium / few-shot
+    top-1 of each path (classes grouped by their training images); otherwise `None`, the trainer's top-1/top-5."""
+    if not args.shot_metrics:
+        return None
+    if isinstance(train, IterableDataset) or "label" not in _columns(train) or evaluation is None:
+        raise ValueError(
+            "--shot_metrics groups the classes by their images in the training split, and scores the evaluation "
+            "split: it needs a labelled training set that is not streamed (drop --streaming) and an --eval_split."
+        )
+    return LongTailMetrics(class_groups(train, num_classes), paths)
 
 
 @dataclass
@@ -534,6 +557,7 @@ def run_recipe(
     teacher = load_teacher(args)
     data_config = recipe_data_config(teacher, args.image_size)
     check_recipe_inputs(args, training_args, teacher, data_config, train, evaluation)
+    compute_metrics = recipe_metrics(args, train, evaluation, teacher.num_classes, training_args.inference_paths)
     model = build_model(args, teacher, label_names(teacher, train, evaluation))
     model.config.preprocessing = {"data_config": data_config, "augmentation": args.augmentation}
 
@@ -557,6 +581,7 @@ def run_recipe(
         train_dataset=train,
         eval_dataset=None if evaluation is None else with_pixel_values(evaluation, eval_transform),
         data_collator=default_data_collator,
+        compute_metrics=compute_metrics,
         processing_class=build_image_processor(
             model, image_size=data_config["input_size"][1:], mean=data_config["mean"], std=data_config["std"]
         ),
@@ -669,6 +694,7 @@ __all__ = [
     "recipe_card_info",
     "recipe_data_config",
     "recipe_main",
+    "recipe_metrics",
     "run_recipe",
     "with_pixel_values",
 ]

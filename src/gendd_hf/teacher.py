@@ -138,6 +138,11 @@ class TimmTeacher(nn.Module):
         return timm.data.resolve_model_data_config(self.model)
 
 
+def first_conv_in_channels(module: nn.Module) -> int | None:
+    """Input channels of the first `Conv2d` of `module` (the channels its images must have); `None` without one."""
+    return next((m.in_channels for m in module.modules() if isinstance(m, nn.Conv2d)), None)
+
+
 def _load_safetensors(checkpoint_path: str | os.PathLike) -> Dict[str, torch.Tensor]:
     if not os.path.isfile(checkpoint_path):
         raise FileNotFoundError(f"Teacher checkpoint {checkpoint_path} does not exist (or is not a file).")
@@ -172,4 +177,4 @@ def timm_classifier(model, **timm_kwargs) -> nn.Module:
         head.bias.copy_(model.probe.bias)
     return classifier.eval()
 
-__all__ = ["timm_classifier", "TeacherOutput", "TimmTeacher"]
+__all__ = ["first_conv_in_channels", "timm_classifier", "TeacherOutput", "TimmTeacher"]

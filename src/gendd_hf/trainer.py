@@ -39,7 +39,7 @@ from .losses import dkd_loss, kd_loss, soft_cross_entropy
 from .metrics import top_k_accuracy
 from .modeling_gendd import GenDDForImageClassification, GenDDImageClassifierOutput
 from .schedules import step_decay_scheduler
-from .teacher import TimmTeacher
+from .teacher import TimmTeacher, first_conv_in_channels
 from .training_args import GENDD_METHODS, PROJECTION_PATH, UNSUPERVISED_METHODS, GenDDTrainingArguments
 
 
@@ -231,10 +231,6 @@ def prepare_model_for_method(
         getattr(model, name).requires_grad_(True)
 
 
-def _first_conv_in_channels(module: nn.Module) -> int | None:
-    return next((m.in_channels for m in module.modules() if isinstance(m, nn.Conv2d)), None)
-
-
 class GenDDTrainer(Trainer):
     r"""
     A [`~transformers.Trainer`] for GenDD and its baselines (`args.method`), stage 1 (`args.stage="pretrain"`) and
@@ -316,11 +312,12 @@ class GenDDTrainer(Trainer):
         prepare_model_for_method(model, args, teacher, image_mixup=mixup_fn is not None)
         for name in ("train_dataset", "eval_dataset"):
             check_dataset_classes(trainer_kwargs.get(name), model.config.num_labels, name)
-        trainer_kwargs.setdefault("compute_metrics", partial(top_k_metrics, paths=args.inference_paths))
+        if trainer_kwargs.get("compute_metrics") is None:
+            trainer_kwargs["compute_metrics"] = partial(top_k_metrics, paths=args.inference_paths)
         super().__init__(model=model, args=args, **trainer_kwargs)
 
         self.teacher = None if teacher is None else self.accelerator.prepare_model(teacher, evaluation_mode=True)
-        self._teacher_in_chans = None if teacher is None else _first_conv_in_channels(teacher)
+        self._teacher_in_chans = None if teacher is None else first_conv_in_channels(teacher)
         self.mixup_fn = mixup_fn
         self.add_callback(AdamBeta2Callback(args.adam_beta2_start, args.adam_beta2_end))
         self._eval_generator = None

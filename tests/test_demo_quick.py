@@ -1,0 +1,67 @@
+"""`make demo-quick`: the README's main job end to end on real Fashion-MNIST, at smoke size (under 3 minutes), then
+the benchmark's last stage, the inference sweep, on its student."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
+
+import gendd_hf  # noqa: F401  (registers GenDD with the Auto classes)
+from gendd_hf.data import FASHION_MNIST_LABEL_NAMES, load_fashion_mnist
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_demo_quick_trains_distils_and_saves_a_loadable_student(tmp_path):
+    command = [sys.executable, "-m", "gendd_hf.bench.fashion_mnist", "demo", "--quick",
+               "--output_dir", str(tmp_path / "demo"), "--cache_dir", str(tmp_path / "cache")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"),
+           "HF_DATASETS_CACHE": str(tmp_path / "hf_datasets")}
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "| fashion_mnist | gendd |" in result.stdout and "AutoModelForImageClassification" in result.stdout
+
+    # The teacher is cached as safetensors; every model learned (chance is 10%).
+    assert [path.suffix for path in (tmp_path / "cache").glob("teacher-*") if path.is_file()] == [".safetensors"]
+    results = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert results["teacher_top1"] > 0.6
+    records = {record["method"]: record for record in results["records"]}
+    assert set(records) == {"kd", "gendd"}
+    assert records["kd"]["probe_top1"] > 0.4
+    # 141 steps: GenDD's backbone learns (probe), its head barely starts to (sampled, 100 images, chance 10%).
+    assert records["gendd"]["probe_top1"] > 0.4 and records["gendd"]["sampled_top1"] > 0.15
+    assert (tmp_path / "demo" / "results.md").read_text() in result.stdout
+
+    # The saved GenDD student loads through the Auto class; the pipeline gives its sampled-path answer, by name.
+    folder = tmp_path / "demo" / "gendd-student"
+    model = AutoModelForImageClassification.from_pretrained(folder).eval()
+    assert list(model.config.id2label.values()) == FASHION_MNIST_LABEL_NAMES
+    classifier, processor = pipeline("image-classification", model=str(folder)), AutoImageProcessor.from_pretrained(folder)
+    for image in load_fashion_mnist()["test"].select(range(5))["image"]:
+        torch.manual_seed(0)  # the sampling noise, drawn the same way by both calls (one image each)
+        named = classifier(image)[0]["label"]
+        torch.manual_seed(0)
+        with torch.no_grad():
+            logits = model(processor(image.convert("RGB"), return_tensors="pt")["pixel_values"]).logits
+        assert named == FASHION_MNIST_LABEL_NAMES[logits.argmax(-1).item()]
+
+    # The sweep: every inference setting scored, the fast default chosen on other images and saved, the card written.
+    sweep = subprocess.run([sys.executable, "-m", "gendd_hf.bench.fashion_mnist", "sweep", "--output_dir",
+                            str(tmp_path / "demo")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert sweep.returncode == 0, sweep.stderr[-4000:]
+    costs = json.loads((tmp_path / "demo" / "results.json").read_text())["inference_costs"]
+    assert costs["selection"]["images"] == [100, 200]
+    settings = {row["setting"]: row for row in costs["results"]}
+    assert {"probe", "ddpm 64 steps g2 x5", "ddim 4 steps g2 x5", "dpm_solver 1 steps g1 x1", "mean g2"} <= set(settings)
+    assert settings["ddpm 64 steps g2 x5"]["head_evaluations_per_image"] == 64 * 2 * 5 * model.config.num_tokens
+    default = settings[costs["default"]]
+    config = json.loads((folder / "config.json").read_text())
+    assert (config["sampler"], config["guidance_scale"]) == (default["sampler"], default["guidance_scale"])
+    card = (folder / "README.md").read_text()
+    assert "Accuracy against inference cost" in card and f"| {costs['default']} |" in card
+    assert (tmp_path / "demo" / "accuracy_vs_steps.png").stat().st_size > 0
