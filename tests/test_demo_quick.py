@@ -42,12 +42,14 @@ def test_demo_quick_trains_distils_and_saves_a_loadable_student(tmp_path):
     model = AutoModelForImageClassification.from_pretrained(folder).eval()
     assert list(model.config.id2label.values()) == FASHION_MNIST_LABEL_NAMES
     classifier, processor = pipeline("image-classification", model=str(folder)), AutoImageProcessor.from_pretrained(folder)
+    model.to(classifier.device)  # the pipeline runs on an accelerator when there is one; the noise is drawn there
     for image in load_fashion_mnist()["test"].select(range(5))["image"]:
         torch.manual_seed(0)  # the sampling noise, drawn the same way by both calls (one image each)
         named = classifier(image)[0]["label"]
         torch.manual_seed(0)
         with torch.no_grad():
-            logits = model(processor(image.convert("RGB"), return_tensors="pt")["pixel_values"]).logits
+            pixel_values = processor(image.convert("RGB"), return_tensors="pt")["pixel_values"]
+            logits = model(pixel_values.to(classifier.device)).logits
         assert named == FASHION_MNIST_LABEL_NAMES[logits.argmax(-1).item()]
 
     # The sweep: every inference setting scored, the fast default chosen on other images and saved, the card written.

@@ -74,10 +74,12 @@ with torch.no_grad():
     name, logits = result.stdout.strip().splitlines()[-2:]
     assert name == "TimmWrapperForImageClassification"
     assert torch.allclose(torch.tensor(eval(logits)), _probe_logits(model, RGB_PIXELS), atol=1e-6)
-    # The pipeline (RGB conversion, the saved processor) gives the probe path's answer for the same image.
-    predictions = pipeline("image-classification", model=str(folder))(image)
-    pixel_values = processor(image.convert("RGB"), return_tensors="pt")["pixel_values"]
-    expected = _probe_logits(model, pixel_values)[0].softmax(-1)
+    # The pipeline (RGB conversion, the saved processor) gives the probe path's answer for the same image, computed on
+    # the pipeline's device (an accelerator when there is one).
+    classifier = pipeline("image-classification", model=str(folder))
+    predictions = classifier(image)
+    pixel_values = processor(image.convert("RGB"), return_tensors="pt")["pixel_values"].to(classifier.device)
+    expected = _probe_logits(model.to(classifier.device), pixel_values)[0].softmax(-1)
     scores = {entry["label"]: entry["score"] for entry in predictions}
     assert sorted(scores) == ["cat", "dog", "fox"]
     for index, label in model.config.id2label.items():

@@ -10,7 +10,7 @@ and its time is added to every setting's, so images per second are end to end.
 Usage:
     python -m gendd_hf.bench.fast_sampling --model <gendd folder> [--dataset fashion_mnist | <dataset path or id>]
         [--split test] [--num_eval 2000] [--batch_size 250] [--steps 1,2,4,8,16] [--samplers ddim,dpm_solver,ddpm]
-        [--output <dir>]
+        [--device cuda] [--output <dir>]
 """
 
 import argparse
@@ -95,23 +95,33 @@ def load_model_and_processor(folder: str | Path):
 
 
 @torch.no_grad()
-def evaluate_settings(model, processor, rows, settings, batch_size: int = 250, seed: int = 0) -> list[dict]:
+def evaluate_settings(
+    model, processor, rows, settings, batch_size: int = 250, seed: int = 0, device: str = "cpu"
+) -> list[dict]:
     """Top-1, head evaluations per image and images per second of each setting on `rows` (`image`, `label`).
 
     Images are converted to RGB as `pipeline("image-classification")` does; every sampled setting draws its noise
-    from a generator seeded with `seed`.
+    from a generator on `device` seeded with `seed`. Timings wait for the device to finish.
     """
-    batches, labels = [], torch.tensor(rows["label"])
+    device = torch.device(device)
+    model = model.to(device)
+    batches, labels = [], torch.tensor(rows["label"], device=device)
     for start in range(0, len(rows), batch_size):
         images = [image.convert("RGB") for image in rows[start : start + batch_size]["image"]]
-        batches.append(processor(images, return_tensors="pt")["pixel_values"])
+        batches.append(processor(images, return_tensors="pt")["pixel_values"].to(device))
+
+    def seconds_since(begin: float) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - begin
+
     begin = time.perf_counter()
     student_features = [model.extract_features(pixel_values) for pixel_values in batches]
-    student_seconds = time.perf_counter() - begin
+    student_seconds = seconds_since(begin)
     num_tokens = model.config.num_tokens
     results = []
     for setting in settings:
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator(device).manual_seed(seed)
         begin = time.perf_counter()
         if setting.sampler is None:
             logits = torch.cat([model.probe(z) for z in student_features])
@@ -123,7 +133,7 @@ def evaluate_settings(model, processor, rows, settings, batch_size: int = 250, s
                 ))
                 for z in student_features
             ])
-        seconds = student_seconds + time.perf_counter() - begin
+        seconds = student_seconds + seconds_since(begin)
         results.append({
             "setting": setting.name,
             **asdict(setting),
@@ -182,18 +192,20 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", default="1,2,4,8,16", help="step counts of the few-step samplers")
     parser.add_argument("--samplers", default="ddim,dpm_solver,ddpm", help="the few-step samplers")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--output", default=None, help="folder for fast_sampling.json and fast_sampling.md")
     args = parser.parse_args(argv)
 
     model, processor = load_model_and_processor(args.model)
     rows = load_eval_dataset(args.dataset, args.split, args.num_eval)
     settings = default_settings(tuple(int(steps) for steps in args.steps.split(",")), tuple(args.samplers.split(",")))
-    results = evaluate_settings(model, processor, rows, settings, args.batch_size, args.seed)
+    results = evaluate_settings(model, processor, rows, settings, args.batch_size, args.seed, args.device)
     best = best_fast_setting(results)
     table, summary = markdown_table(results), verdict(best)
     print(table + "\n" + summary)
     report = {"model": str(args.model), "dataset": args.dataset, "split": args.split, "num_eval": len(rows),
-              "seed": args.seed, "torch_threads": torch.get_num_threads(), "results": results, "best_fast": best}
+              "seed": args.seed, "device": args.device,
+              "torch_threads": torch.get_num_threads(), "results": results, "best_fast": best}
     if args.output is not None:
         output = Path(args.output)
         output.mkdir(parents=True, exist_ok=True)

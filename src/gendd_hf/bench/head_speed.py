@@ -11,6 +11,7 @@ Usage:
     python -m gendd_hf.bench.head_speed            # paper-like shapes: batch 64, d_s = d_t = 512, k = 64, m = 10,
                                                    # width 1024, depth 3 (about a minute per repetition on 2 CPU cores)
     python -m gendd_hf.bench.head_speed --small    # a quick run at small shapes
+    python -m gendd_hf.bench.head_speed --device cuda
 """
 
 import argparse
@@ -117,7 +118,7 @@ def training_loss(
     if baseline:
         batch_size, num_tokens, repeats, _ = x_start.shape
         rows = student_features[:, None, None].expand(batch_size, num_tokens, repeats, -1)
-        positions = torch.arange(num_tokens)[None, :, None].expand(batch_size, num_tokens, repeats)
+        positions = torch.arange(num_tokens, device=x_start.device)[None, :, None].expand(batch_size, num_tokens, repeats)
         output = baseline_head_forward(
             head, x_t.flatten(0, 2), timesteps.flatten(), rows.flatten(0, 2), positions.flatten()
         ).reshape(*x_start.shape[:-1], -1)
@@ -127,21 +128,26 @@ def training_loss(
 
 
 def time_training_step(head, loss_fn, batch, baseline: bool) -> float:
-    """Seconds of one forward + backward (gradients to the head and to the student feature)."""
+    """Seconds of one forward + backward (gradients to the head and to the student feature), waiting for the
+    device to finish."""
     head.zero_grad(set_to_none=True)
     batch = {**batch, "student_features": batch["student_features"].detach().requires_grad_()}
+    device = batch["x_start"].device
     start = time.perf_counter()
     training_loss(head, loss_fn, batch, baseline=baseline).backward()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return time.perf_counter() - start
 
 
-def benchmark(shapes: HeadBenchShapes, repeats: int = 3, warmup: int = 1) -> dict:
+def benchmark(shapes: HeadBenchShapes, repeats: int = 3, warmup: int = 1, device: str = "cpu") -> dict:
     """Time both implementations alternately (the order flips each repetition, the machine being noisy).
 
     Returns the median seconds of each and `speedup`, the median over repetitions of baseline / DiffusionHead.
     """
     head, loss_fn = build_head(shapes)
-    batch = make_batch(shapes)
+    head, loss_fn = head.to(device), loss_fn.to(device)
+    batch = {name: tensor.to(device) for name, tensor in make_batch(shapes).items()}
     times = {"baseline": [], "gendd_head": []}
     for repetition in range(warmup + repeats):
         order = ("baseline", "gendd_head") if repetition % 2 == 0 else ("gendd_head", "baseline")
@@ -155,6 +161,7 @@ def benchmark(shapes: HeadBenchShapes, repeats: int = 3, warmup: int = 1) -> dic
         "baseline_s": statistics.median(times["baseline"]),
         "gendd_head_s": statistics.median(times["gendd_head"]),
         "speedup": statistics.median(ratios),
+        "device": str(device),
         "times": times,
     }
 
@@ -163,10 +170,11 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small", action="store_true", help="small shapes for a quick run")
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions of each implementation")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     shapes = SMALL_SHAPES if args.small else HeadBenchShapes()
-    result = benchmark(shapes, repeats=args.repeats)
-    print(f"head training step (forward + backward), {shapes.rows} rows: {result['shapes']}")
+    result = benchmark(shapes, repeats=args.repeats, device=args.device)
+    print(f"head training step (forward + backward) on {args.device}, {shapes.rows} rows: {result['shapes']}")
     print(f"{'implementation':<44} {'median s':>9}")
     print(f"{'baseline (per-row condition, timestep, SiLU)':<44} {result['baseline_s']:>9.3f}")
     print(f"{'DiffusionHead (shared)':<44} {result['gendd_head_s']:>9.3f}")
