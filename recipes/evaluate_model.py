@@ -6,7 +6,8 @@
 
 The folder's recorded preprocessing is used; sampling follows its config unless --eval_num_inference_steps,
 --eval_guidance_scale, --eval_num_samples or --eval_sampler say otherwise; --eval_inference_paths probe skips
-sampling. Metrics are printed and written to output_dir/eval_results.json.
+sampling; --shot_metrics_split train adds the many / medium / few-shot top-1 (ImageNet-LT). Metrics are printed and
+written to output_dir/eval_results.json.
 
 (Not named evaluate.py: a script folder is the first entry of sys.path, and a file named like the `evaluate`
 library would shadow it for every script in the folder.)

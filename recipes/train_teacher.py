@@ -29,7 +29,6 @@ from gendd_hf.teacher import timm_classifier
 from gendd_hf.data import build_transforms, mixup_fn
 from gendd_hf.presets import CIFAR100_DATA, KD_CIFAR_SCHEDULE
 from gendd_hf.recipe import (
-    EvenBatchMixup,
     RecipeArguments,
     load_recipe_datasets,
     parse_recipe_args,
@@ -103,12 +102,11 @@ def train_teacher(args: RecipeArguments, training_args: GenDDTrainingArguments) 
         data_config["input_size"] = (data_config["input_size"][0], args.image_size, args.image_size)
     train_transform = build_transforms(data_config, is_training=not args.no_augmentation, preset=args.augmentation)
     eval_transform = build_transforms(data_config, is_training=False, preset=args.augmentation)
-    mixup = mixup_fn(len(names), args.mixup_alpha, args.cutmix_alpha, args.label_smoothing)
     # ---- train, evaluate, save
     trainer = GenDDTrainer(
         model,
         training_args,
-        mixup_fn=None if mixup is None else EvenBatchMixup(mixup),
+        mixup_fn=mixup_fn(len(names), args.mixup_alpha, args.cutmix_alpha, args.label_smoothing),
         train_dataset=with_pixel_values(train, train_transform),
         eval_dataset=None if evaluation is None else with_pixel_values(evaluation, eval_transform),
         data_collator=default_data_collator,

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from gendd_hf.data import ImageCollator, build_transforms, dataset_from_arrays, mixup_fn
+from gendd_hf.data import EvenBatchMixup, ImageCollator, build_transforms, dataset_from_arrays, mixup_fn
 
 
 PRESETS = ["regular", "a2", "a1", "small"]
@@ -141,3 +141,22 @@ def test_mixup_fn_off_and_errors():
         mixup_fn(num_classes=10, mixup_alpha=-1)
     with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\)"):
         mixup_fn(num_classes=10, cutmix_alpha=1.0, label_smoothing=1.0)
+
+
+def test_mixup_fn_takes_odd_batches_and_leaves_the_odd_image_unmixed():
+    even_batch_mixup = mixup_fn(num_classes=6, mixup_alpha=0.2, cutmix_alpha=1.0, label_smoothing=0.1)
+    assert isinstance(even_batch_mixup, EvenBatchMixup)
+    mixup = even_batch_mixup.mixup  # timm's Mixup, which refuses odd batches
+    pixels, labels = torch.randn(5, 3, 8, 8), torch.tensor([0, 1, 2, 3, 4])
+    with pytest.raises(AssertionError, match="even"):
+        mixup(pixels.clone(), labels)
+    np.random.seed(0)
+    mixed, soft = even_batch_mixup(pixels.clone(), labels)
+    np.random.seed(0)
+    expected, expected_soft = mixup(pixels[:4].clone(), labels[:4])
+    assert torch.equal(mixed[:4], expected) and torch.equal(soft[:4], expected_soft)
+    assert torch.equal(mixed[4], pixels[4])
+    # timm's smoothed one-hot: 1 - 0.1 + 0.1 / 6 on the label, 0.1 / 6 elsewhere.
+    torch.testing.assert_close(soft[4], torch.tensor([0.1 / 6] * 4 + [0.9 + 0.1 / 6, 0.1 / 6]))
+    single, single_soft = even_batch_mixup(pixels[:1].clone(), labels[:1])
+    assert torch.equal(single, pixels[:1]) and single_soft.argmax().item() == 0

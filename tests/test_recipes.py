@@ -25,12 +25,11 @@ from datasets import ClassLabel, Dataset, Features, Image, Value
 from PIL import Image as PILImage
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForImageClassification, pipeline
-from timm.data.mixup import Mixup
 
 from gendd_hf.hub import PUSHED_FILES
 from gendd_hf.image_processing import build_image_processor
-from gendd_hf.recipe import EvenBatchMixup, folder_data_config, parse_recipe_args, recipe_data_config, run_recipe
 from gendd_hf.data import load_image_dataset
+from gendd_hf.recipe import folder_data_config, parse_recipe_args, recipe_data_config, run_recipe
 from gendd_hf.teacher import TimmTeacher
 from gendd_hf.teacher_outputs import (
     TeacherOutputsMismatchError,
@@ -228,13 +227,19 @@ def test_evaluate_model_recipe_scores_the_folder_as_training_did(imagenet_run, d
     out = imagenet_run["output_dir"]
     run_script(python("evaluate_model.py", "--model_name_or_path", str(out), "--dataset_name",
                       str(data["imagefolder"]), "--output_dir", str(tmp_path / "eval"), *QUIET[:6],
-                      "--per_device_eval_batch_size", "4"), recipe_env(tmp_path))
+                      "--per_device_eval_batch_size", "4", "--shot_metrics_split", "train"), recipe_env(tmp_path))
     scores = read_json(tmp_path / "eval" / "eval_results.json")
     trained = read_json(out / "eval_results.json")
     names = ["eval_sampled_top1", "eval_sampled_top5", "eval_probe_top1", "eval_probe_top5"]
-    assert set(scores) == set(names)
+    shots = [f"eval_{path}_{group}_top1" for path in ("sampled", "probe") for group in ("many", "medium", "few")]
+    assert set(scores) == set(names + shots)
     # Same transform, batches and sampling seed, without the teacher: the same numbers.
     assert {name: scores[name] for name in names} == {name: trained[name] for name in names}
+    # 4 training images per class: every class is few-shot, and the validation split is balanced (2 per class), so
+    # the few-shot top-1 (a mean of per-class accuracies) is the top-1; the empty groups are NaN.
+    for path in ("sampled", "probe"):
+        assert scores[f"eval_{path}_few_top1"] == pytest.approx(scores[f"eval_{path}_top1"])
+        assert np.isnan(scores[f"eval_{path}_many_top1"]) and np.isnan(scores[f"eval_{path}_medium_top1"])
 
 
 # ---- CIFAR-100 recipe: parquet, under accelerate launch -------------------------------------------------------------
@@ -296,21 +301,6 @@ def test_defaults_are_layered_script_recipe_preset_then_command_line(capsys):
     with pytest.raises(SystemExit) as exit_info:
         parse_recipe_args(["--list-presets"], CIFAR_DEFAULTS)
     assert exit_info.value.code == 0 and "cifar100-resnet56-resnet20" in capsys.readouterr().out
-
-
-def test_even_batch_mixup_leaves_the_odd_image_unmixed():
-    mixup = Mixup(mixup_alpha=0.2, cutmix_alpha=1.0, label_smoothing=0.1, num_classes=6)
-    pixels, labels = torch.randn(5, 3, 8, 8), torch.tensor([0, 1, 2, 3, 4])
-    np.random.seed(0)
-    mixed, soft = EvenBatchMixup(mixup)(pixels.clone(), labels)
-    np.random.seed(0)
-    expected, expected_soft = mixup(pixels[:4].clone(), labels[:4])
-    assert torch.equal(mixed[:4], expected) and torch.equal(soft[:4], expected_soft)
-    assert torch.equal(mixed[4], pixels[4])
-    # timm's smoothed one-hot: 1 - 0.1 + 0.1 / 6 on the label, 0.1 / 6 elsewhere.
-    torch.testing.assert_close(soft[4], torch.tensor([0.1 / 6] * 4 + [0.9 + 0.1 / 6, 0.1 / 6]))
-    single, single_soft = EvenBatchMixup(mixup)(pixels[:1].clone(), labels[:1])
-    assert torch.equal(single, pixels[:1]) and single_soft.argmax().item() == 0
 
 
 def test_data_config_follows_the_teacher():

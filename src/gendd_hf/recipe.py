@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,6 @@ import numpy as np
 import timm
 import torch
 from datasets import ClassLabel, Dataset, IterableDataset
-from timm.data.mixup import Mixup, mixup_target
 from transformers import (
     EvalPrediction,
     HfArgumentParser,
@@ -240,6 +240,11 @@ class EvaluateArguments:
     image_column: str | None = field(default=None, metadata={"help": "Image column (found automatically if unset)."})
     label_column: str | None = field(default=None, metadata={"help": "Label column (found automatically if unset)."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N examples only."})
+    shot_metrics_split: str | None = field(
+        default=None,
+        metadata={"help": "Also report many / medium / few-shot top-1 (ImageNet-LT), classes grouped by their images "
+                  "in this split of the dataset (the training split, e.g. 'train')."},
+    )
 
 
 # ---- arguments ------------------------------------------------------------------------------------------------------
@@ -468,24 +473,6 @@ def recipe_metrics(
     return LongTailMetrics(class_groups(train, num_classes), paths)
 
 
-@dataclass
-class EvenBatchMixup:
-    """timm's `Mixup` on batches of any size. timm mixes a batch with its flipped self and refuses odd sizes; the odd
-    last batch of an epoch keeps its last image unmixed, with the (smoothed) one-hot label timm would give it.
-    `--dataloader_drop_last` would avoid odd batches too, but the Trainer applies it to evaluation as well."""
-
-    mixup: Mixup
-
-    def __call__(self, pixel_values: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if len(pixel_values) % 2 == 0:
-            return self.mixup(pixel_values, labels)
-        last = mixup_target(labels[-1:], self.mixup.num_classes, smoothing=self.mixup.label_smoothing)
-        if len(pixel_values) == 1:
-            return pixel_values, last
-        mixed, soft = self.mixup(pixel_values[:-1], labels[:-1])
-        return torch.cat([mixed, pixel_values[-1:]]), torch.cat([soft, last])
-
-
 # ---- model card -----------------------------------------------------------------------------------------------------
 def _dataset_card_name(name: str) -> str:
     return Path(name).name if os.path.exists(name) else name
@@ -571,13 +558,12 @@ def run_recipe(
     else:
         train = with_pixel_values(train, build_transforms(data_config, is_training=augment, preset=args.augmentation))
     eval_transform = build_transforms(data_config, is_training=False, preset=args.augmentation)
-    mixup = mixup_fn(teacher.num_classes, args.mixup_alpha, args.cutmix_alpha, args.label_smoothing)
     # ---- trainer
     trainer = GenDDTrainer(
         model,
         dataclasses.replace(training_args, push_to_hub=False),
         teacher=teacher,
-        mixup_fn=None if mixup is None else EvenBatchMixup(mixup),
+        mixup_fn=mixup_fn(teacher.num_classes, args.mixup_alpha, args.cutmix_alpha, args.label_smoothing),
         train_dataset=train,
         eval_dataset=None if evaluation is None else with_pixel_values(evaluation, eval_transform),
         data_collator=default_data_collator,
@@ -649,7 +635,8 @@ def folder_data_config(model: GenDDForImageClassification, folder: str) -> tuple
 
 def evaluate_folder(eval_args: EvaluateArguments, training_args: GenDDTrainingArguments) -> dict[str, float]:
     """Top-1 and top-5 of a saved GenDD folder on a labelled split, for each path of
-    `training_args.eval_inference_paths` (`eval_sampled_top1`, ..., `eval_probe_top5`).
+    `training_args.eval_inference_paths` (`eval_sampled_top1`, ..., `eval_probe_top5`), and with
+    `--shot_metrics_split` the many / medium / few-shot top-1 (`eval_probe_few_top1`, ...).
 
     Without the teacher (the model holds its classifier; no loss is computed) and with the transform the run
     recorded: with the run's `per_device_eval_batch_size` and process count, the sampling noise is drawn as in the
@@ -664,11 +651,19 @@ def evaluate_folder(eval_args: EvaluateArguments, training_args: GenDDTrainingAr
                          f"(columns: {dataset.column_names}); pass --label_column NAME.")
     check_dataset_classes(dataset, model.config.num_labels, "eval dataset")
     labels = np.asarray(dataset["label"])
+    compute_metrics = partial(top_k_metrics, paths=training_args.inference_paths)
+    if eval_args.shot_metrics_split:
+        train = _load(eval_args.dataset_name, eval_args.dataset_config, eval_args.shot_metrics_split, False,
+                      eval_args.image_column, eval_args.label_column, None)
+        if "label" not in train.column_names:
+            raise ValueError(f"--shot_metrics_split {eval_args.shot_metrics_split!r} of {eval_args.dataset_name!r} has "
+                             f"no label column (columns: {train.column_names}); pass --label_column NAME.")
+        compute_metrics = LongTailMetrics(class_groups(train, model.config.num_labels), training_args.inference_paths)
     # Without labels, `predict` returns the per-path logits and computes no loss, which needs the teacher.
     unlabeled = with_pixel_values(dataset.remove_columns("label"), build_transforms(data_config, False, preset))
     trainer = GenDDTrainer(model, training_args, data_collator=default_data_collator)
     predictions = trainer.predict(unlabeled).predictions
-    metrics = top_k_metrics(EvalPrediction(predictions=predictions, label_ids=labels), training_args.inference_paths)
+    metrics = compute_metrics(EvalPrediction(predictions=predictions, label_ids=labels))
     metrics = {f"eval_{name}": value for name, value in metrics.items()}
     trainer.log_metrics("eval", metrics)
     trainer.save_metrics("eval", metrics)
@@ -679,7 +674,6 @@ __all__ = [
     "AUGMENTATIONS",
     "IMAGENET_RECIPES",
     "EvaluateArguments",
-    "EvenBatchMixup",
     "PixelValuesTransform",
     "RecipeArguments",
     "build_model",

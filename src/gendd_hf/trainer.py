@@ -284,7 +284,8 @@ class GenDDTrainer(Trainer):
             outputs and the model already holds the teacher classifier.
         mixup_fn (`Callable`, *optional*):
             Batch mixup/cutmix in training, `(pixel_values, labels) -> (mixed pixel_values, soft labels)`, such as
-            `gendd_hf.data.mixup_fn(...)` (timm's `Mixup`). Needs labels and online teacher outputs; not with `dkd`.
+            `gendd_hf.data.mixup_fn(...)` (timm's `Mixup`, on batches of any size). Needs labels and online teacher
+            outputs; not with `dkd`.
         trainer_kwargs:
             Passed to `Trainer` (`train_dataset`, `eval_dataset`, `data_collator`, `callbacks`, `compute_metrics`...).
             `model_init` is not supported.

@@ -6,12 +6,13 @@ from .digits import load_digits_unlabeled
 from .fashion_mnist import FASHION_MNIST_LABEL_NAMES, default_cache_dir, load_fashion_mnist, read_idx
 from .loading import load_image_dataset, normalize_image_columns, shard_for_process
 from .long_tail import long_tailed_class_counts, make_long_tailed, shot_accuracy, shot_groups
-from .transforms import ConvertImageMode, ImageCollator, build_transforms, mixup_fn
+from .transforms import ConvertImageMode, EvenBatchMixup, ImageCollator, build_transforms, mixup_fn
 
 
 __all__ = [
     "FASHION_MNIST_LABEL_NAMES",
     "ConvertImageMode",
+    "EvenBatchMixup",
     "ImageCollator",
     "build_transforms",
     "dataset_from_arrays",

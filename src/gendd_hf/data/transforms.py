@@ -7,7 +7,7 @@ from typing import Any, Literal, Optional
 import numpy as np
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform, resolve_data_config
-from timm.data.mixup import Mixup
+from timm.data.mixup import Mixup, mixup_target
 from timm.data.transforms import str_to_interp_mode
 from torchvision import transforms
 
@@ -149,12 +149,12 @@ def mixup_fn(
     cutmix_alpha: float = 0.0,
     label_smoothing: float = 0.0,
     **mixup_kwargs,
-) -> Optional[Mixup]:
-    """timm's batch Mixup/CutMix, returning `(mixed pixel_values, soft labels (B, num_classes))` when called.
+) -> Optional["EvenBatchMixup"]:
+    """timm's batch Mixup/CutMix on batches of any size, returning `(mixed pixel_values, soft labels (B,
+    num_classes))` when called.
 
     The A2 recipe is `mixup_alpha=0.1, cutmix_alpha=1.0`; A1 is `mixup_alpha=0.2, cutmix_alpha=1.0,
-    label_smoothing=0.1`. GenDD's distribution contraction takes the soft labels as they are. timm mixes a
-    batch with its flipped self, so batch sizes must be even (use `dataloader_drop_last=True`).
+    label_smoothing=0.1`. GenDD's distribution contraction takes the soft labels as they are.
 
     Args:
         num_classes (`int`): number of classes of the soft labels.
@@ -164,7 +164,8 @@ def mixup_fn(
         mixup_kwargs: other `timm.data.Mixup` options (`prob`, `switch_prob`, `mode`, `cutmix_minmax`).
 
     Returns:
-        `timm.data.Mixup`, or `None` when both alphas are 0 (no mixing: use the hard labels).
+        [`EvenBatchMixup`] around `timm.data.Mixup`, or `None` when both alphas are 0 (no mixing: use the hard
+        labels).
     """
     for name, value in (("mixup_alpha", mixup_alpha), ("cutmix_alpha", cutmix_alpha)):
         if value < 0:
@@ -178,18 +179,37 @@ def mixup_fn(
                 "one-hot labels where they are used, or set mixup_alpha / cutmix_alpha > 0."
             )
         return None
-    return Mixup(
+    return EvenBatchMixup(Mixup(
         mixup_alpha=mixup_alpha,
         cutmix_alpha=cutmix_alpha,
         label_smoothing=label_smoothing,
         num_classes=num_classes,
         **mixup_kwargs,
-    )
+    ))
+
+
+@dataclass
+class EvenBatchMixup:
+    """timm's `Mixup` on batches of any size. timm mixes a batch with its flipped self and refuses odd sizes; the odd
+    last batch of an epoch keeps its last image unmixed, with the (smoothed) one-hot label timm would give it.
+    `dataloader_drop_last=True` would avoid odd batches too, but the Trainer applies it to evaluation as well."""
+
+    mixup: Mixup
+
+    def __call__(self, pixel_values: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if len(pixel_values) % 2 == 0:
+            return self.mixup(pixel_values, labels)
+        last = mixup_target(labels[-1:], self.mixup.num_classes, smoothing=self.mixup.label_smoothing)
+        if len(pixel_values) == 1:
+            return pixel_values, last
+        mixed, soft = self.mixup(pixel_values[:-1], labels[:-1])
+        return torch.cat([mixed, pixel_values[-1:]]), torch.cat([soft, last])
 
 
 __all__ = [
     "IMAGENET_PRESETS",
     "ConvertImageMode",
+    "EvenBatchMixup",
     "ImageCollator",
     "build_transforms",
     "mixup_fn",
