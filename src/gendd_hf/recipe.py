@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import timm
-import torch
 from datasets import ClassLabel, Dataset, IterableDataset
 from transformers import (
     EvalPrediction,
