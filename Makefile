@@ -7,7 +7,7 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 # The CPU/CI pins for this machine; pyproject.toml keeps loose ranges for users.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install data test demo demo-quick bench clean
+.PHONY: install data test demo demo-quick bench bench-budget clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ demo-quick: install data
 
 bench: install data
 	$(PY) -m gendd_hf.bench.fashion_mnist bench
+
+bench-budget: install data
+	$(PY) -m gendd_hf.bench.fashion_mnist budget
 
 clean:
 	rm -rf $(VENV) outputs cache

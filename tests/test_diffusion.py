@@ -13,6 +13,7 @@ from gendd_hf.diffusion import (
     merge_tokens,
     normal_kl,
     split_tokens,
+    training_betas,
 )
 from gendd_hf.sampling import make_scheduler
 
@@ -66,8 +67,9 @@ def test_guidance_combination():
     assert torch.equal(apply_guidance(eps_c, eps_u, 0.0), eps_u)
 
 
-def test_cosine_schedule_endpoints():
-    betas = make_scheduler("ddpm").betas.double()
+@pytest.mark.parametrize("source", ["diffusers", "training_betas"])
+def test_cosine_schedule_endpoints(source):
+    betas = make_scheduler("ddpm").betas.double() if source == "diffusers" else training_betas("cosine", 1000)
     alpha_bar = lambda t: math.cos((t / 1000 + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
     assert betas[0].item() == pytest.approx(1 - alpha_bar(1) / alpha_bar(0), rel=1e-5)
     assert betas[500].item() == pytest.approx(1 - alpha_bar(501) / alpha_bar(500), rel=1e-5)
@@ -90,6 +92,18 @@ def test_respacing_1000_to_64():
     assert scheduler._get_variance(999, torch.tensor(-1.0)).item() == pytest.approx(math.log(posterior), rel=1e-5)
 
 
+def test_training_betas_are_the_float64_schedules():
+    cosine = training_betas("cosine", 1000)
+    assert cosine.dtype == torch.float64
+    # abar(999) = prod(1 - beta): the 0.999 cap leaves ~2.4e-9, the value that makes the first sampling step fragile.
+    assert torch.prod(1 - cosine).item() == pytest.approx(2.4287e-9, rel=1e-3)
+    assert torch.allclose(cosine, make_scheduler("ddpm").betas.double(), rtol=1e-6)
+    linear = training_betas("linear", 500)
+    assert linear[0].item() == pytest.approx(2e-4) and linear[-1].item() == pytest.approx(0.04) and len(linear) == 500
+    with pytest.raises(ValueError, match="noise_schedule"):
+        training_betas("sigmoid")
+
+
 def test_normal_kl_hand_value():
     # KL(N(0, 1) || N(1, 1)) = 1/2; KL(N(0, 1) || N(0, e^2)) = 0.5 * (-1 + 2 + e^-2)
     zero = torch.tensor(0.0)
@@ -104,7 +118,7 @@ def test_discretized_gaussian_log_likelihood_hand_value():
 
 
 def _loss_case(learn_sigma):
-    loss = HybridDiffusionLoss(make_scheduler("ddpm"), learn_sigma=learn_sigma)
+    loss = HybridDiffusionLoss(training_betas(), learn_sigma=learn_sigma)
     torch.manual_seed(0)
     x_start, noise = torch.randn(4, 3), torch.randn(4, 3)
     timesteps = torch.tensor([5, 100, 500, 999])
@@ -138,7 +152,7 @@ def test_hybrid_loss_is_zero_for_perfect_prediction():
 
 
 def test_learned_range_log_variance_interpolates():
-    loss = HybridDiffusionLoss(make_scheduler("ddpm"))
+    loss = HybridDiffusionLoss(training_betas())
     t = torch.tensor([10])
     scheduler = make_scheduler("ddpm")
     beta = scheduler.betas[10]

@@ -116,8 +116,8 @@ def test_samples_are_averaged_over_draws(model):
 
     model.eval()
     z = model.extract_features(PIXELS)
-    condition = model.head.embed_condition(z)
-    null = model.head.embed_condition(torch.zeros_like(z[:1]))[0]
+    condition = model.head.embed_condition(model.head.condition_norm(z))
+    null = model.head.null_condition()
     tokens = sample_tokens(model.head, condition, null, make_scheduler("ddpm"), 8, 2.0, 2,
                            generator=torch.Generator().manual_seed(4))
     mean = model.sample_features(z, generator=torch.Generator().manual_seed(4))
@@ -179,14 +179,29 @@ def test_image_classification_pipeline_returns_label_names(tmp_path):
     assert predictions[0]["score"] == pytest.approx(expected[2].item(), rel=1e-5)
 
 
-def test_training_records_the_target_range_used_to_clamp_sampling(model):
-    assert not torch.isfinite(model.target_min).any()  # untrained: no clamping
+def test_training_records_the_target_range_used_to_clamp_the_first_step(model, monkeypatch):
+    assert not torch.isfinite(model.target_min).any() and model.first_step_range() is None  # untrained: no clamp
     model.train()
     model(PIXELS, labels=LABELS, teacher_features=TEACHER_FEATURES)
+    from gendd_hf import sampling
     from gendd_hf.diffusion import contract
 
     target = contract(TEACHER_FEATURES, LABELS, model.teacher_weight, model.config.contraction)
     assert torch.equal(model.target_min, target.amin(0)) and torch.equal(model.target_max, target.amax(0))
     model.eval()
-    features = model.generate_features(PIXELS, num_samples=1, generator=torch.Generator().manual_seed(0))
-    assert (features >= model.target_min - 1e-4).all() and (features <= model.target_max + 1e-4).all()
+    # A one-step DDIM chain returns its (first) step's x_0 prediction: clamped to the recorded range.
+    with torch.no_grad():
+        model.head.final_layer.linear.bias.add_(3.0)  # epsilon far off: x_0 from t = 999 would be ~1e5
+    one_step = dict(sampler="ddim", num_inference_steps=1, num_samples=1, generator=torch.Generator().manual_seed(0))
+    features = model.generate_features(PIXELS, **one_step)
+    # Within float32 round-off of x_0 -> epsilon -> x_0 at sqrt(abar) ~ 5e-5.
+    assert (features >= model.target_min - 1e-2).all() and (features <= model.target_max + 1e-2).all()
+    model.config.clamp_first_step = False
+    assert model.generate_features(PIXELS, **{**one_step, "generator": torch.Generator().manual_seed(0)}).abs().max() > 1e3
+    model.config.clamp_first_step = True
+    # Only the first step of a chain is clamped.
+    calls = []
+    clamp = sampling.clamp_denoised
+    monkeypatch.setattr(sampling, "clamp_denoised", lambda *args: calls.append(1) or clamp(*args))
+    model.generate_features(PIXELS, num_inference_steps=8, num_samples=2)
+    assert len(calls) == 1

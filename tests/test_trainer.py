@@ -230,11 +230,13 @@ def test_precomputed_teacher_features_are_used_and_the_teacher_is_never_run(tmp_
 
 # ---- optimisation -------------------------------------------------------------------------------------------------
 def test_cosine_beta2_hand_computed():
-    assert cosine_beta2(0, 4) == pytest.approx(0.95)
-    assert cosine_beta2(1, 4) == pytest.approx(0.999 - 0.049 * (1 + math.sqrt(0.5)) / 2)  # 0.95717588
-    assert cosine_beta2(2, 4) == pytest.approx(0.9745)
-    assert cosine_beta2(3, 4) == pytest.approx(0.99182412)
-    assert cosine_beta2(4, 4) == pytest.approx(0.999)
+    # The GenDD code's progress s / (S - 1): 5 steps reach 0.999 at the last one, s = 4.
+    assert cosine_beta2(0, 5) == pytest.approx(0.95)
+    assert cosine_beta2(1, 5) == pytest.approx(0.999 - 0.049 * (1 + math.sqrt(0.5)) / 2)  # 0.95717588
+    assert cosine_beta2(2, 5) == pytest.approx(0.9745)
+    assert cosine_beta2(3, 5) == pytest.approx(0.99182412)
+    assert cosine_beta2(4, 5) == pytest.approx(0.999)
+    assert cosine_beta2(0, 1) == pytest.approx(0.95)
     with pytest.raises(ValueError, match="total_steps"):
         cosine_beta2(0, 0)
 
@@ -247,35 +249,48 @@ def test_each_optimizer_step_uses_the_scheduled_beta2_and_a_cosine_learning_rate
             self.betas.append([group["betas"][1] for group in optimizer.param_groups])
             self.lrs.append(optimizer.param_groups[0]["lr"])
 
-    trainer = toy_trainer(tmp_path, method="ce", max_steps=4)
+    trainer = toy_trainer(tmp_path, method="ce", max_steps=5)
     trainer.add_callback(RecordBetas)
     trainer.train()
-    assert len(RecordBetas.betas[0]) == 2  # the decay and no_decay groups
-    assert RecordBetas.betas == [[pytest.approx(b)] * 2 for b in (0.95, 0.95717588, 0.9745, 0.99182412)]
-    # Cosine decay without warm-up: lr * (1 + cos(pi * s / 4)) / 2.
-    assert RecordBetas.lrs == pytest.approx([3e-3 * (1 + math.cos(math.pi * s / 4)) / 2 for s in range(4)])
+    assert len(RecordBetas.betas[0]) == 1  # one group: everything outside the head decays
+    assert RecordBetas.betas == [[pytest.approx(b)] for b in (0.95, 0.95717588, 0.9745, 0.99182412, 0.999)]
+    # Cosine decay without warm-up: lr * (1 + cos(pi * s / 5)) / 2.
+    assert RecordBetas.lrs == pytest.approx([3e-3 * (1 + math.cos(math.pi * s / 5)) / 2 for s in range(5)])
 
 
-def test_optimizer_groups_exempt_the_head_norms_and_biases_from_weight_decay(tmp_path):
+def test_stage1_keeps_adam_beta2_and_nothing_clips_gradients(tmp_path):
+    class RecordBetas(TrainerCallback):
+        betas = []
+
+        def on_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
+            self.betas.append(optimizer.param_groups[0]["betas"][1])
+
+    trainer = toy_trainer(tmp_path, method="gendd", stage="pretrain", max_steps=2)
+    assert trainer.args.max_grad_norm == 0.0  # the GenDD code does not clip
+    trainer.add_callback(RecordBetas)
+    trainer.train()
+    assert RecordBetas.betas == [0.999, 0.999]  # the GenDD code's stage 1: AdamW's default betas
+
+
+def test_optimizer_groups_follow_the_gendd_code(tmp_path):
+    # The reference decays every trained parameter outside its diffusion module (the student's norms and biases
+    # too) and the condition LayerNorm, which lives outside that module; the head itself takes head_weight_decay.
     trainer = toy_trainer(tmp_path, method="gendd", weight_decay=0.05, head_weight_decay=0.01)
     optimizer = trainer.create_optimizer()
     names = {id(p): name for name, p in trainer.model.named_parameters()}
     groups = {group["name"]: group for group in optimizer.param_groups}
-    assert {name: group["weight_decay"] for name, group in groups.items()} == {
-        "decay": 0.05, "head": 0.01, "no_decay": 0.0
-    }
+    assert {name: group["weight_decay"] for name, group in groups.items()} == {"decay": 0.05, "head": 0.01}
     grouped = {name: {names[id(p)] for p in group["params"]} for name, group in groups.items()}
-    assert "student.conv1.0.weight" in grouped["decay"] and "probe.weight" in grouped["decay"]
-    assert "head.input_proj.weight" in grouped["head"] and "head.blocks.0.mlp.0.weight" in grouped["head"]
-    norm_weights = {f"{n}.weight" for n, m in trainer.model.named_modules()
-                    if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.LayerNorm)) and m.weight is not None}
-    assert norm_weights and norm_weights <= grouped["no_decay"]
-    assert all(trainer.model.get_parameter(name).ndim == 1 for name in grouped["no_decay"])  # norms and biases
-    assert all(trainer.model.get_parameter(name).ndim >= 2 for name in grouped["decay"] | grouped["head"])
+    assert {"student.conv1.0.weight", "student.bn1.weight", "student.bn1.bias", "probe.weight", "probe.bias",
+            "head.condition_norm.weight", "head.condition_norm.bias"} <= grouped["decay"]
+    assert {"head.input_proj.weight", "head.input_proj.bias", "head.blocks.0.mlp.0.weight",
+            "head.blocks.0.in_ln.weight", "head.position_embed"} <= grouped["head"]
+    assert not any(name.startswith("head.") for name in grouped["decay"] - {"head.condition_norm.weight",
+                                                                           "head.condition_norm.bias"})
     assert set().union(*grouped.values()) == set(names.values())  # gendd trains every parameter
 
     baseline = toy_trainer(tmp_path, method="kd").create_optimizer()
-    assert {group["name"] for group in baseline.param_groups} == {"decay", "no_decay"}  # the head is frozen
+    assert {group["name"] for group in baseline.param_groups} == {"decay"}  # the head is frozen
 
 
 # ---- evaluation ---------------------------------------------------------------------------------------------------

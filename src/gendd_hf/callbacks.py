@@ -8,13 +8,13 @@ from transformers import TrainerCallback
 def cosine_beta2(step: int, total_steps: int, start: float = 0.95, end: float = 0.999) -> float:
     r"""AdamW's beta2 at optimizer step `step` (0-based) of `total_steps`, rising from `start` to `end` on a cosine:
 
-        beta2(s) = end - (end - start) * (1 + cos(pi * s / S)) / 2
+        beta2(s) = end - (end - start) * (1 + cos(pi * s / (S - 1))) / 2
 
-    so `beta2(0) = start`, `beta2(S / 2) = (start + end) / 2` and `beta2(S) = end` (GenDD: 0.95 -> 0.999).
+    so the first step uses `start` and the last step, `S - 1`, uses `end` (GenDD: 0.95 -> 0.999), as in the GenDD code.
     """
     if total_steps < 1:
         raise ValueError(f"total_steps must be >= 1, got {total_steps}.")
-    progress = min(max(step / total_steps, 0.0), 1.0)
+    progress = min(max(step / max(total_steps - 1, 1), 0.0), 1.0)
     return end - (end - start) * (1 + math.cos(math.pi * progress)) / 2
 
 

@@ -62,10 +62,15 @@ class GenDDConfig(PretrainedConfig):
             Noise level of the `"mean"` sampler: the head's `x_0` prediction at this timestep is the estimate. Lower
             values pull the estimate toward the centre of the targets' range, higher ones amplify the head's epsilon
             error by `1 / sqrt(abar_t)`; 500-800 measured best on synthetic data (cosine schedule).
-        clip_denoised (`bool`, *optional*, defaults to `True`):
-            Clamp each sampling step's predicted `x_0` to the per-coordinate range of the training targets (recorded
-            by the model in training). Guards the first step of the cosine chain (t = 999), where epsilon errors are
-            amplified ~2e4 times, on short schedules; `False` samples exactly as the reference does.
+        clamp_first_step (`bool`, *optional*, defaults to `True`):
+            Clamp the predicted `x_0` of the first step of a chain sampler, and only that one, to the per-coordinate
+            range of the training targets (recorded by the model in training). The respaced chain starts at
+            t = 999 of the cosine schedule, where sqrt(abar) ~ 5e-5 amplifies an epsilon error ~2e4 times; there a
+            well-trained head predicts `E[x_0 | z]`, which lies inside that range, so the clamp changes nothing
+            and sampling is the reference's exactly (measured: identical to 4 decimals with the exact epsilon of
+            Gaussian targets). An under-trained head's chain diverges without it (synthetic conditional Gaussians,
+            1,000 steps: mean error 1,099 without, 0.053 with); on Fashion-MNIST it moved sampled top-1 by +0.2
+            points (74.2 -> 74.4, 500 images). `False` samples exactly as the reference. See docs/parity.md.
         inference_path (`str`, *optional*, defaults to `"sampled"`):
             What `forward` returns as `logits` in eval mode: `"sampled"` (teacher classifier on sampled
             features) or `"probe"` (the student's linear probe, one forward pass).
@@ -93,7 +98,7 @@ class GenDDConfig(PretrainedConfig):
         num_samples: int = 5,
         sampler: str = "ddpm",
         mean_timestep: int = 700,
-        clip_denoised: bool = True,
+        clamp_first_step: bool = True,
         inference_path: str = "sampled",
         **kwargs,
     ):
@@ -115,7 +120,7 @@ class GenDDConfig(PretrainedConfig):
         self.num_samples = num_samples
         self.sampler = sampler
         self.mean_timestep = mean_timestep
-        self.clip_denoised = clip_denoised
+        self.clamp_first_step = clamp_first_step
         self.inference_path = inference_path
         super().__init__(**kwargs)
         self.validate()
@@ -165,7 +170,7 @@ class GenDDConfig(PretrainedConfig):
         check("noise_schedule", self.noise_schedule in NOISE_SCHEDULES, f"use one of {sorted(NOISE_SCHEDULES)}")
         check("sampler", self.sampler in SAMPLERS, f"use one of {list(SAMPLERS)}")
         check("inference_path", self.inference_path in INFERENCE_PATHS, f"use one of {list(INFERENCE_PATHS)}")
-        for field in ("learn_sigma", "clip_denoised"):
+        for field in ("learn_sigma", "clamp_first_step"):
             check(field, isinstance(getattr(self, field), bool), "use True or False")
         check("contraction", 0.0 <= self.contraction <= 1.0, "lambda must lie in [0, 1] (0.9 in the paper)")
         check("cond_drop_prob", 0.0 <= self.cond_drop_prob < 1.0, "use a probability in [0, 1)")

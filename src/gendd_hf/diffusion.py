@@ -1,14 +1,13 @@
 """The formulas of GenDD as pure functions: split tokenization, distribution contraction, guidance and
 the improved-DDPM hybrid loss (epsilon MSE + variational bound on the learned variance).
 
-This module travels with saved models (``trust_remote_code``), so it imports only torch and diffusers.
+This module travels with saved models (``trust_remote_code``), so it imports only torch.
 """
 
 import math
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler
 
 
 def split_tokens(features: torch.Tensor, token_dim: int) -> torch.Tensor:
@@ -79,19 +78,44 @@ def discretized_gaussian_log_likelihood(x: torch.Tensor, means: torch.Tensor, lo
     )
 
 
+def training_betas(noise_schedule: str = "cosine", num_train_timesteps: int = 1000) -> torch.Tensor:
+    """The training chain's `beta_t` in float64, as improved DDPM builds them: `"cosine"`, `beta_t = min(1 -
+    abar(t + 1) / abar(t), 0.999)` with `abar(t) = cos((t / T + 0.008) / 1.008 * pi / 2)^2` (Nichol & Dhariwal
+    Eq. 17); `"linear"`, evenly spaced from 1e-4 to 0.02 (scaled by 1000 / T).
+
+    diffusers' schedulers hold the same values in float32, which moves the loss at t = 999 by 1.2e-5 of its value
+    against the reference (its fixture in tests/test_parity_fixture.py); the loss takes these.
+    """
+    if noise_schedule == "cosine":
+
+        def alpha_bar(t):
+            return math.cos((t / num_train_timesteps + 0.008) / 1.008 * math.pi / 2) ** 2
+
+        betas = [min(1 - alpha_bar(t + 1) / alpha_bar(t), 0.999) for t in range(num_train_timesteps)]
+        return torch.tensor(betas, dtype=torch.float64, device="cpu")
+    if noise_schedule == "linear":
+        scale = 1000 / num_train_timesteps
+        return torch.linspace(scale * 1e-4, scale * 0.02, num_train_timesteps, dtype=torch.float64, device="cpu")
+    raise ValueError(f"Unknown noise_schedule {noise_schedule!r}; choose 'cosine' or 'linear'.")
+
+
 class HybridDiffusionLoss(torch.nn.Module):
     """The training objective of the GenDD diffusion head: `L_simple + L_vb` (improved DDPM, Eq. 16).
 
     `L_simple` is the MSE between the true and predicted noise; with a learned variance (`learn_sigma=True`,
     "learned range": the head's second half `v` in [-1, 1] interpolates log beta_t and log beta~_t, Eq. 15),
     `L_vb` is the variational bound term in bits with the predicted mean detached, so it only trains the variance.
-    Schedule buffers are derived from the diffusers scheduler that the sampler uses too.
+    Schedule buffers are derived in float64 from `betas` (`training_betas`) and kept in float32, as the reference does.
     """
 
-    def __init__(self, scheduler: DDPMScheduler, learn_sigma: bool = True):
+    def __init__(self, betas: torch.Tensor, learn_sigma: bool = True):
         super().__init__()
         self.learn_sigma = learn_sigma
-        betas = scheduler.betas.double().cpu()
+        # On the CPU even under a meta-device context (from_pretrained's empty init): these are computed, not loaded.
+        with torch.device("cpu"):
+            self._register_schedule(betas.double().cpu())
+
+    def _register_schedule(self, betas: torch.Tensor) -> None:
         alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
         alphas_cumprod_prev = torch.cat([alphas_cumprod.new_ones(1), alphas_cumprod[:-1]])
         # beta~_t, the variance of q(x_{t-1} | x_t, x_0) (DDPM Eq. 7); clipped at t = 0 where it is 0.

@@ -14,7 +14,7 @@ from transformers import PreTrainedModel, TimmWrapperConfig, TimmWrapperForImage
 from transformers.utils import ModelOutput, logging
 
 from .configuration_gendd import SAMPLERS, GenDDConfig
-from .diffusion import HybridDiffusionLoss, contract, merge_tokens, split_tokens
+from .diffusion import HybridDiffusionLoss, contract, merge_tokens, split_tokens, training_betas
 from .diffusion_head import DiffusionHead
 from .sampling import estimate_mean_tokens, make_scheduler, sample_tokens
 
@@ -102,12 +102,11 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
         # The frozen teacher classifier (W: class centres, b). Buffers: saved, loaded, never trained.
         self.register_buffer("teacher_weight", torch.zeros(config.num_labels, config.teacher_feature_dim))
         self.register_buffer("teacher_bias", torch.zeros(config.num_labels))
-        # Per-coordinate range of the training targets, for `config.clip_denoised`; empty until trained.
+        # Per-coordinate range of the training targets, for `config.clamp_first_step`; empty until trained.
         self.register_buffer("target_min", torch.full((config.teacher_feature_dim,), float("inf")))
         self.register_buffer("target_max", torch.full((config.teacher_feature_dim,), float("-inf")))
         self.diffusion_loss = HybridDiffusionLoss(
-            make_scheduler("ddpm", config.num_train_timesteps, config.noise_schedule, config.learn_sigma),
-            learn_sigma=config.learn_sigma,
+            training_betas(config.noise_schedule, config.num_train_timesteps), learn_sigma=config.learn_sigma
         )
         self.post_init()
 
@@ -187,16 +186,13 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
         if sampler not in SAMPLERS:
             raise ValueError(f"Unknown sampler {sampler!r}; choose one of {list(SAMPLERS)}.")
         guidance_scale = config.guidance_scale if guidance_scale is None else guidance_scale
-        condition = self.head.embed_condition(student_features)
-        null_condition = self.head.embed_condition(torch.zeros_like(student_features[:1]))[0]
-        clip_range = None
-        if config.clip_denoised and bool(torch.isfinite(self.target_min).all()):
-            clip_range = tuple(split_tokens(bound, config.token_dim) for bound in (self.target_min, self.target_max))
+        condition = self.head.embed_condition(self.head.condition_norm(student_features))
+        null_condition = self.head.null_condition()
         if sampler == "mean":
             alphas_cumprod = make_scheduler("ddpm", config.num_train_timesteps, config.noise_schedule).alphas_cumprod
             tokens = estimate_mean_tokens(
                 self.head, condition, null_condition, alphas_cumprod, config.mean_timestep, guidance_scale,
-                centre=self.target_centre(), clip_range=clip_range,
+                centre=self.target_centre(),
             )
         else:
             tokens = sample_tokens(
@@ -208,9 +204,16 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
                 guidance_scale=guidance_scale,
                 num_samples=num_samples or config.num_samples,
                 generator=generator,
-                clip_range=clip_range,
+                first_step_range=self.first_step_range(),
             )
         return merge_tokens(tokens).mean(dim=1)
+
+    def first_step_range(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Token bounds `(n, k)` of the first sampling step's `x_0` (`config.clamp_first_step`): the recorded range of
+        the training targets, or `None` (no clamp) when it is off or nothing was recorded."""
+        if not self.config.clamp_first_step or not bool(torch.isfinite(self.target_min).all()):
+            return None
+        return tuple(split_tokens(bound, self.config.token_dim) for bound in (self.target_min, self.target_max))
 
     def target_centre(self) -> torch.Tensor:
         """Tokens `(n, k)` of the centre of the recorded training-target range (zeros before training)."""
@@ -318,25 +321,28 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
             with torch.no_grad():
                 torch.minimum(self.target_min, target.detach().amin(0), out=self.target_min)
                 torch.maximum(self.target_max, target.detach().amax(0), out=self.target_max)
-        condition = student_features
+        # The reference's order: normalise the condition, then mix, then drop (so the null condition is Linear(0)).
+        condition = self.head.condition_norm(student_features)
         if self.training and config.feature_mixup_beta > 0:
-            # Feature mixup: one Beta(a, a) coefficient per batch mixes (z, f_target) pairs.
+            # Feature mixup: one Beta(a, a) coefficient per batch mixes (LayerNorm(z), f_target) pairs.
             beta = torch.distributions.Beta(config.feature_mixup_beta, config.feature_mixup_beta)
             mix = beta.sample().to(condition.device)
             perm = torch.randperm(condition.shape[0], device=condition.device)
             condition = mix * condition + (1 - mix) * condition[perm]
             target = mix * target + (1 - mix) * target[perm]
-        if self.training and config.cond_drop_prob > 0:
-            keep = torch.rand(condition.shape[0], 1, device=condition.device) >= config.cond_drop_prob
-            condition = condition * keep
 
         # Rows: (sample, token, repeat), each repeat with its own timestep and noise.
         x_start = split_tokens(target, config.token_dim).unsqueeze(2)
         x_start = x_start.expand(-1, -1, config.diffusion_batch_mul, -1)
+        condition = self.head.embed_condition(condition).unsqueeze(2)
+        if self.training and config.cond_drop_prob > 0:
+            # Classifier-free guidance: each row's condition is dropped on its own, as in the reference.
+            keep = torch.rand(x_start.shape[:-1], device=x_start.device).unsqueeze(-1) >= config.cond_drop_prob
+            condition = torch.where(keep, condition, self.head.null_condition().unsqueeze(1))
         timesteps = torch.randint(0, config.num_train_timesteps, x_start.shape[:-1], device=x_start.device)
         noise = torch.randn_like(x_start)
         x_t = self.diffusion_loss.q_sample(x_start, timesteps, noise)
-        output = self.head(x_t, timesteps, self.head.embed_condition(condition).unsqueeze(2))
+        output = self.head(x_t, timesteps, condition)
         diffusion_loss = self.diffusion_loss(output, x_start, x_t, timesteps, noise).mean()
         return diffusion_loss, probe_loss
 

@@ -69,15 +69,11 @@ def clamp_denoised(eps, sample, alpha_prod, low, high):
     """Clamp the predicted `x_0` to `[low, high]` and return the epsilon that predicts the clamped `x_0`.
 
     With `x_0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar)` (DDPM Eq. 15), an epsilon error at the first respaced
-    step (t = 999 of the cosine schedule, sqrt(abar) ~ 5e-5) is amplified ~2e4 times; clamping to the range of
-    the training targets bounds it, for every epsilon-based scheduler alike.
+    step (t = 999 of the cosine schedule, sqrt(abar) ~ 5e-5) is amplified ~2e4 times; clamping that step's `x_0` to
+    the range of the training targets bounds it, for every epsilon-based scheduler alike.
     """
-    x_start = clamp_to_range(predict_x_start(eps, sample, alpha_prod), low, high)
+    x_start = predict_x_start(eps, sample, alpha_prod).clamp(low, high)
     return (sample - alpha_prod.sqrt() * x_start) / (1 - alpha_prod).sqrt()
-
-
-def clamp_to_range(x_start: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-    return torch.maximum(torch.minimum(x_start, high), low)
 
 
 def guided_output(
@@ -108,7 +104,7 @@ def sample_tokens(
     guidance_scale: float,
     num_samples: int,
     generator: torch.Generator | None = None,
-    clip_range: tuple[torch.Tensor, torch.Tensor] | None = None,
+    first_step_range: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Run the reverse chain for every (sample, draw, token) at once.
 
@@ -120,7 +116,8 @@ def sample_tokens(
         guidance_scale (`float`): 1.0 runs the conditional branch only; otherwise both branches share one
             head call per step.
         generator (`torch.Generator`, *optional*): the only source of noise, for reproducible samples.
-        clip_range (`tuple` of two `(n, k)` tensors, *optional*): per-coordinate bounds of the predicted `x_0`.
+        first_step_range (`tuple` of two `(n, k)` tensors, *optional*): per-coordinate bounds of the first step's
+            predicted `x_0` (`GenDDConfig.clamp_first_step`); later steps are never clamped.
 
     Returns:
         `torch.Tensor` of shape `(B, num_samples, n, k)`.
@@ -133,12 +130,12 @@ def sample_tokens(
     condition = branch_conditions(condition, null_condition, guidance_scale)
     learned_variance = uses_learned_variance(scheduler)
     scheduler.set_timesteps(num_inference_steps, device=condition.device)
-    for t in scheduler.timesteps:
+    for index, t in enumerate(scheduler.timesteps):
         model_input = scheduler.scale_model_input(sample, t)
         output = guided_output(head, model_input, t, condition, guidance_scale)
-        if clip_range is not None:
+        if index == 0 and first_step_range is not None:
             alpha_prod = scheduler.alphas_cumprod[int(t)].to(sample.device, sample.dtype)
-            eps = clamp_denoised(output[..., :k], sample, alpha_prod, *clip_range)
+            eps = clamp_denoised(output[..., :k], sample, alpha_prod, *first_step_range)
             output = torch.cat([eps, output[..., k:]], dim=-1)
         if not learned_variance:
             output = output[..., :k]
@@ -165,7 +162,6 @@ def estimate_mean_tokens(
     timestep: int,
     guidance_scale: float,
     centre: torch.Tensor,
-    clip_range: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """One-step estimate of the conditional mean `E[x_0 | z]` of the tokens, from one (guided) head call.
 
@@ -176,14 +172,13 @@ def estimate_mean_tokens(
     `x_t = sqrt(abar) c`. For Gaussian targets `N(mu, s^2)` this is exact up to a pull toward `c` by the factor
     `abar s^2 / (abar s^2 + 1 - abar)`, small when `s^2` (the spread of the feature given the student) is;
     `t` trades that pull against the `1 / sqrt(abar)` amplification of the head's epsilon error, which makes
-    `t` near 999 useless (the reason the few-step chains, which start there, need `clip_denoised`).
+    `t` near 999 useless (the reason the chains, which start there, clamp their first step).
 
     Args:
         condition (`torch.Tensor` of shape `(B, n, w)`), null_condition (`(n, w)`): as for `sample_tokens`.
         alphas_cumprod (`torch.Tensor` of shape `(T,)`): `abar_t` of the training chain.
         timestep (`int`): the noise level `t`.
         centre (`torch.Tensor` broadcastable to `(n, k)`): `c`.
-        clip_range (`tuple` of two `(n, k)` tensors, *optional*): per-coordinate bounds of the estimate.
 
     Returns:
         `torch.Tensor` of shape `(B, 1, n, k)`.
@@ -194,5 +189,4 @@ def estimate_mean_tokens(
     timesteps = torch.tensor(timestep, device=condition.device)
     condition = branch_conditions(condition, null_condition, guidance_scale)
     eps = guided_output(head, sample, timesteps, condition, guidance_scale)[..., : head.token_dim]
-    x_start = predict_x_start(eps, sample, alpha_prod)
-    return x_start if clip_range is None else clamp_to_range(x_start, *clip_range)
+    return predict_x_start(eps, sample, alpha_prod)

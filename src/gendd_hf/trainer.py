@@ -152,20 +152,17 @@ def check_checkpoint(folder: str | os.PathLike) -> None:
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, head_weight_decay: float) -> list[dict]:
-    """AdamW groups of the trainable parameters: `"decay"` (matrices and convolutions, `weight_decay`), `"head"` (the
-    diffusion head's matrices, `head_weight_decay`) and `"no_decay"` (every norm layer and bias: timm's rule, tensors
-    of at most one dimension). Frozen parameters are left out; empty groups too."""
-    groups = {"decay": [], "head": [], "no_decay": []}
+    """AdamW groups of the trainable parameters, by the GenDD code's rule: `"head"` (the diffusion head,
+    `head_weight_decay`, 0 in GenDD) and `"decay"` (everything else, `weight_decay`: the student's norms and biases
+    and the head's condition LayerNorm too, which the reference keeps outside its diffusion module). Frozen parameters
+    are left out; empty groups too."""
+    groups = {"decay": [], "head": []}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        if parameter.ndim <= 1 or name.endswith(".bias"):
-            groups["no_decay"].append(parameter)
-        elif name.startswith("head."):
-            groups["head"].append(parameter)
-        else:
-            groups["decay"].append(parameter)
-    decay = {"decay": weight_decay, "head": head_weight_decay, "no_decay": 0.0}
+        in_head = name.startswith("head.") and not name.startswith("head.condition_norm.")
+        groups["head" if in_head else "decay"].append(parameter)
+    decay = {"decay": weight_decay, "head": head_weight_decay}
     return [
         {"params": params, "weight_decay": decay[name], "name": name} for name, params in groups.items() if params
     ]
@@ -320,7 +317,8 @@ class GenDDTrainer(Trainer):
         self.teacher = None if teacher is None else self.accelerator.prepare_model(teacher, evaluation_mode=True)
         self._teacher_in_chans = None if teacher is None else first_conv_in_channels(teacher)
         self.mixup_fn = mixup_fn
-        self.add_callback(AdamBeta2Callback(args.adam_beta2_start, args.adam_beta2_end))
+        if args.stage == "main":
+            self.add_callback(AdamBeta2Callback(args.adam_beta2_start, args.adam_beta2_end))
         self._eval_generator = None
         # Loss terms summed since the last log, and the optimizer steps they cover.
         self._logged_terms: dict[str, torch.Tensor] = {}

@@ -28,11 +28,13 @@ class GenDDTrainingArguments(TrainingArguments):
     `HfArgumentParser`, like any `TrainingArguments`.
 
     Defaults that differ from `TrainingArguments`: `lr_scheduler_type="cosine"` (warm up with `warmup_steps`, a step
-    count or a ratio in [0, 1)), `weight_decay=0.05`, `remove_unused_columns=False` (the raw `image` column must reach
-    the collator) and `ddp_find_unused_parameters=False` (the trainer freezes what a method does not use).
+    count or a ratio in [0, 1)), `weight_decay=0.05`, `max_grad_norm=0` (no clipping, as the GenDD code),
+    `remove_unused_columns=False` (the raw `image` column must reach the collator) and
+    `ddp_find_unused_parameters=False` (the trainer freezes what a method does not use).
 
-    AdamW's beta2 follows a cosine from `adam_beta2_start` to `adam_beta2_end` over training (`adam_beta2` is
-    overridden at every step; optimizers without betas are left alone).
+    In the main stage, AdamW's beta2 follows a cosine from `adam_beta2_start` to `adam_beta2_end` over training
+    (`adam_beta2` is overridden at every step; optimizers without betas are left alone); stage 1 keeps `adam_beta2`
+    (0.999), as the GenDD code's stage 1 does.
     """
 
     method: str = field(default="gendd", metadata={"help": "Distillation method.", "choices": list(METHODS)})
@@ -64,7 +66,7 @@ class GenDDTrainingArguments(TrainingArguments):
     adam_beta2_end: float = field(default=0.999, metadata={"help": "AdamW beta2 at the last step (cosine ramp)."})
     head_weight_decay: float = field(
         default=0.0,
-        metadata={"help": "Weight decay of the diffusion head's matrices (norms and biases never decay)."},
+        metadata={"help": "Weight decay of the diffusion head (0 in GenDD; its condition LayerNorm takes weight_decay)."},
     )
     eval_inference_paths: list[str] = field(
         default_factory=lambda: list(INFERENCE_PATHS),
@@ -96,7 +98,12 @@ class GenDDTrainingArguments(TrainingArguments):
     )
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule (cosine in GenDD)."})
     weight_decay: float = field(
-        default=0.05, metadata={"help": "AdamW weight decay of the student and probe matrices (not norms/biases)."}
+        default=0.05,
+        metadata={"help": "AdamW weight decay of every trained parameter outside the diffusion head (norms and biases "
+                          "too, as in the GenDD code)."},
+    )
+    max_grad_norm: float = field(
+        default=0.0, metadata={"help": "Gradient clipping norm; 0 (the default) clips nothing, as the GenDD code."}
     )
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Keep False for image data: the collator needs the raw image column."}

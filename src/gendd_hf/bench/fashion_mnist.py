@@ -67,11 +67,15 @@ class BenchSettings:
     lt_imbalance_ratio: float = 100.0
     lt_n_max: int = 1000
     seeds: tuple[int, ...] = (0, 1, 2)
-    methods: tuple[str, ...] = ("ce", "kd", "dkd", "gendd", "gendd_unsup", "kl_unsup")
+    stage1_fraction: float = 1 / 6  # of the full recipe's steps: stage 1 (the paper: 20 of 120 ImageNet epochs)
+    methods: tuple[str, ...] = ("ce", "kd", "dkd", "gendd", "gendd_full", "gendd_unsup", "kl_unsup")
     nontarget_methods: tuple[str, ...] = ("gendd_unsup", "kl_unsup")
     lt_methods: tuple[str, ...] = ("ce", "kd", "gendd")
     fast_steps: tuple[int, ...] = (1, 2, 4, 8, 16)  # step counts of the fast samplers in the inference sweep
 
+
+# The bench's GenDD rows: the methods, and the full recipe (stage 1, then GenDD) as `gendd_full`.
+BENCH_GENDD_METHODS = (*GENDD_METHODS, "gendd_full")
 
 # The smoke run: 3,000 training images in batches of 64 (47 steps an epoch; 3 epochs for the students).
 QUICK = dict(teacher_epochs=1.0, epochs=3.0, batch_size=64, train_size=3000, test_size=1000, sampled_eval_size=100,
@@ -193,7 +197,7 @@ def student_config(settings: BenchSettings, method: str, teacher: TimmTeacher) -
         num_inference_steps=settings.num_inference_steps,
         guidance_scale=settings.guidance_scale,
         num_samples=settings.num_samples,
-        inference_path="sampled" if method in GENDD_METHODS else "probe",
+        inference_path="sampled" if method in BENCH_GENDD_METHODS else "probe",
         id2label=dict(enumerate(FASHION_MNIST_LABEL_NAMES)),
     )
 
@@ -218,15 +222,36 @@ def top1(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return (logits.argmax(-1) == labels).float().mean().item()
 
 
-def run_method(method, seed, train, steps, data, settings, teacher, output_dir, log):
-    """Train one student for `steps` optimizer steps and score both paths. Returns (record, model)."""
+def train_student(method, seed, train, steps, settings, teacher, output_dir) -> GenDDForImageClassification:
+    """Train one student for `steps` optimizer steps. `gendd_full` is the paper's recipe inside the same steps:
+    stage 1 (the projected student feature through the frozen teacher classifier, cross-entropy) for
+    `stage1_fraction` of them, then GenDD from its student (`init_from`) for the rest."""
     torch.manual_seed(seed)
     model = GenDDForImageClassification(student_config(settings, method, teacher))
     model.set_teacher_classifier(teacher.classifier_weight, teacher.classifier_bias)
-    epochs = steps * settings.batch_size / len(train)
-    args = training_args(output_dir / f"{method}-seed{seed}", method, epochs, seed, settings)
+    run_dir = output_dir / f"{method}-seed{seed}"
+    stages = [(method, "main", steps, None)]
+    if method == "gendd_full":
+        stage1_steps = round(steps * settings.stage1_fraction)
+        stages = [("gendd", "pretrain", stage1_steps, None), ("gendd", "main", steps - stage1_steps, run_dir / "stage1")]
+    for stage_method, stage, stage_steps, init_from in stages:
+        if init_from is not None:
+            torch.manual_seed(seed)
+            model = GenDDForImageClassification(student_config(settings, method, teacher))
+            model.set_teacher_classifier(teacher.classifier_weight, teacher.classifier_bias)
+        epochs = stage_steps * settings.batch_size / len(train)
+        args = training_args(run_dir, stage_method, epochs, seed, settings, stage=stage,
+                             init_from=None if init_from is None else str(init_from))
+        GenDDTrainer(model, args, train_dataset=train).train()
+        if stage == "pretrain":
+            model.save_pretrained(run_dir / "stage1")
+    return model
+
+
+def run_method(method, seed, train, steps, data, settings, teacher, output_dir, log):
+    """Train one student for `steps` optimizer steps and score both paths. Returns (record, model)."""
     start = time.perf_counter()
-    GenDDTrainer(model, args, train_dataset=train).train()
+    model = train_student(method, seed, train, steps, settings, teacher, output_dir)
     record = {"method": method, "seed": seed, "train_seconds": time.perf_counter() - start}
     start = time.perf_counter()
     probe_logits = predict(model, data["test_pixels"], "probe")
@@ -234,7 +259,7 @@ def run_method(method, seed, train, steps, data, settings, teacher, output_dir, 
     record["probe_top1"] = top1(probe_logits, data["test_labels"])
     record["probe_predictions"] = probe_logits.argmax(-1)
     subset = slice(0, settings.sampled_eval_size)
-    if method in GENDD_METHODS:
+    if method in BENCH_GENDD_METHODS:
         start = time.perf_counter()
         sampled_logits = predict(model, data["test_pixels"][subset], "sampled", seed=seed)
         record["sampled_images_per_second"] = len(sampled_logits) / (time.perf_counter() - start)
@@ -510,6 +535,75 @@ def run(command: str, settings: BenchSettings, output_dir: Path, cache_dir: Path
     return results
 
 
+BUDGET_METHODS = ("kd", "dkd", "gendd_full")
+BUDGET_MULTIPLIERS = (1, 2, 4)
+
+
+def run_budget(settings: BenchSettings, output_dir: Path, cache_dir: Path) -> dict:
+    """`budget` (`make bench-budget`): KD, DKD and GenDD's full recipe at 1x, 2x and 4x the bench's optimizer steps,
+    the first seed only, on the Fashion-MNIST train set; writes `budget.json`, `budget.md` and `budget.png`
+    (accuracy against training steps)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    started, log = time.perf_counter(), make_logger()
+    data, teacher = prepare(settings, cache_dir, log)
+    full = train_set(data, "train")
+    base_steps = math.ceil(settings.epochs * len(full) / settings.batch_size)
+    seed, records = settings.seeds[0], []
+    for multiplier in BUDGET_MULTIPLIERS:
+        for method in BUDGET_METHODS:
+            record, _ = run_method(method, seed, full, base_steps * multiplier, data, settings, teacher,
+                                   output_dir / "runs" / f"x{multiplier}", log)
+            record.pop("probe_predictions")
+            records.append({**record, "multiplier": multiplier, "steps": base_steps * multiplier})
+    results = {"command": "budget", "settings": asdict(settings), "base_steps": base_steps, "seed": seed,
+               "teacher_top1": top1(data["teacher_test_logits"], data["test_labels"]), "records": records,
+               "wall_seconds": time.perf_counter() - started}
+    (output_dir / "budget.json").write_text(json.dumps(results, indent=2))
+    table = budget_table(results, settings)
+    (output_dir / "budget.md").write_text(table)
+    plot_budget(results, output_dir / "budget.png")
+    print("\n" + table)
+    log(f"results: {output_dir / 'budget.json'}, {output_dir / 'budget.md'}, {output_dir / 'budget.png'}")
+    return results
+
+
+def budget_table(results: dict, settings: BenchSettings) -> str:
+    lines = [f"Fashion-MNIST, seed {results['seed']}, teacher `{settings.teacher_name}` "
+             f"{results['teacher_top1'] * 100:.2f} top-1. Steps: optimizer steps at batch {settings.batch_size} "
+             f"({results['base_steps']} = the bench's). Probe: all test images; sampled: the first "
+             f"{settings.sampled_eval_size}, the paper's sampler. gendd_full: stage 1 for "
+             f"{settings.stage1_fraction:.3g} of the steps, then GenDD.", "",
+             "| method | steps | probe top-1 | sampled top-1 | train s |", "|---|---|---|---|---|"]
+    for r in results["records"]:
+        sampled = f"{r['sampled_top1'] * 100:.2f}" if "sampled_top1" in r else "-"
+        lines.append(f"| {r['method']} | {r['steps']} | {r['probe_top1'] * 100:.2f} | {sampled} | "
+                     f"{r['train_seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_budget(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method in BUDGET_METHODS:
+        rows = [r for r in results["records"] if r["method"] == method]
+        for key, style in (("probe_top1", "-"), ("sampled_top1", "--")):
+            points = [(r["steps"], r[key] * 100) for r in rows if key in r]
+            if points:
+                ax.plot(*zip(*points), style, marker="o", label=f"{method} ({key.removesuffix('_top1')})")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("optimizer steps (batch 256)")
+    ax.set_ylabel("Fashion-MNIST test top-1 (%)")
+    ax.set_title("Accuracy against training budget")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def write_results(results: dict, settings: BenchSettings, output_dir: Path, log) -> None:
     """`results.json`, `results.md` (the method table, then the inference sweep's) and the plots."""
     table = markdown_table(results["summary"], settings, results["teacher_top1"])
@@ -552,8 +646,9 @@ def finish_with_sweep(output_dir: Path, log) -> dict:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["demo", "bench", "sweep"],
-                        help="sweep: only the inference sweep, on the output of a finished bench")
+    parser.add_argument("command", choices=["demo", "bench", "budget", "sweep"],
+                        help="budget: kd, dkd and the full GenDD recipe at 1x, 2x and 4x the steps; sweep: only the "
+                             "inference sweep, on the output of a finished bench")
     parser.add_argument("--quick", action="store_true", help="a small smoke run (under 3 minutes)")
     parser.add_argument("--output_dir", default=None, help="default: results/fashion_mnist (demo: outputs/demo)")
     parser.add_argument("--cache_dir", default="cache/fashion_mnist", help="where the trained teacher is kept")
@@ -566,9 +661,12 @@ def main(argv=None):
         settings = replace(settings, **QUICK)
     if args.seeds:
         settings = replace(settings, seeds=tuple(args.seeds))
-    default_dir = "outputs/demo" + ("-quick" * args.quick) if args.command == "demo" else "results/fashion_mnist"
+    default_dir = {"demo": "outputs/demo" + ("-quick" * args.quick),
+                   "budget": "results/fashion_mnist_budget"}.get(args.command, "results/fashion_mnist")
     if args.command == "sweep":
         return finish_with_sweep(Path(args.output_dir or default_dir), make_logger())
+    if args.command == "budget":
+        return run_budget(settings, Path(args.output_dir or default_dir), Path(args.cache_dir))
     return run(args.command, settings, Path(args.output_dir or default_dir), Path(args.cache_dir))
 
 

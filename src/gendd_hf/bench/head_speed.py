@@ -21,9 +21,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..diffusion import HybridDiffusionLoss, split_tokens
+from ..diffusion import HybridDiffusionLoss, split_tokens, training_betas
 from ..diffusion_head import DiffusionHead, modulate, timestep_embedding
-from ..sampling import make_scheduler
 
 
 @dataclass(frozen=True)
@@ -91,7 +90,7 @@ def build_head(shapes: HeadBenchShapes, seed: int = 0) -> tuple[DiffusionHead, H
     with torch.no_grad():  # the zero-initialised adaLN and output layers would hide differences
         for parameter in head.parameters():
             parameter.add_(0.02 * torch.randn_like(parameter))
-    return head, HybridDiffusionLoss(make_scheduler("ddpm"), learn_sigma=True)
+    return head, HybridDiffusionLoss(training_betas(), learn_sigma=True)
 
 
 def make_batch(shapes: HeadBenchShapes, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -123,7 +122,7 @@ def training_loss(
             head, x_t.flatten(0, 2), timesteps.flatten(), rows.flatten(0, 2), positions.flatten()
         ).reshape(*x_start.shape[:-1], -1)
     else:
-        output = head(x_t, timesteps, head.embed_condition(student_features).unsqueeze(2))
+        output = head(x_t, timesteps, head.embed_condition(head.condition_norm(student_features)).unsqueeze(2))
     return loss_fn(output, x_start, x_t, timesteps, noise).mean()
 
 
