@@ -494,8 +494,8 @@ def recipe_card_info(
     notes = (
         f"Stage `{training_args.stage}`, {state.global_step} optimizer steps on {training_args.world_size} "
         f"process(es); warm-up {training_args.warmup_steps} (steps, or a fraction of training); weight decay "
-        f"{training_args.weight_decay} (none on norms and biases, {training_args.head_weight_decay} on the diffusion "
-        f"head); AdamW beta2 from {training_args.adam_beta2_start} to {training_args.adam_beta2_end} on a cosine. "
+        f"{training_args.weight_decay} ({training_args.head_weight_decay} on the diffusion head, as the GenDD code); "
+        f"AdamW beta2 from {training_args.adam_beta2_start} to {training_args.adam_beta2_end} on a cosine. "
         f"Augmentation `{args.augmentation}`" + (" (off)" if args.no_augmentation else "")
         + f", mixup {args.mixup_alpha}, cutmix {args.cutmix_alpha}, label smoothing {args.label_smoothing}."
     )

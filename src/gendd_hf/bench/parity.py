@@ -66,16 +66,18 @@ class ParitySettings:
     num_samples: int = 5
     sampled_eval_size: int = 500
     seeds: tuple[int, ...] = (0, 1, 2)
+    bf16: bool = False  # gendd_hf's arm trains in bfloat16 autocast (the official one stays in float32)
 
     @property
     def steps(self) -> int:
         return math.ceil(self.epochs * self.train_size / self.batch_size)
 
     def bench_settings(self) -> BenchSettings:
-        """The benchmark's settings for the data, the teacher and the training arguments."""
+        """The benchmark's settings for the data, the teacher and the training arguments (float32: the teacher is the
+        same with and without `bf16`, which only gendd_hf's arm takes)."""
         return replace(BenchSettings(), train_size=self.train_size, teacher_epochs=self.teacher_epochs,
                        batch_size=self.batch_size, learning_rate=self.learning_rate, warmup_ratio=self.warmup_ratio,
-                       weight_decay=self.weight_decay)
+                       weight_decay=self.weight_decay, bf16=False)
 
 
 # ---- the official code, imported from the user's checkout -----------------------------------------------------------
@@ -164,7 +166,7 @@ def batch_order(num_rows: int, settings: ParitySettings, seed: int) -> torch.Ten
 
 def train_ours(model, train, order, settings, seed, output_dir):
     args = training_args(output_dir, "gendd", 1.0, seed, settings.bench_settings(),
-                         train_sampling_strategy="sequential")
+                         train_sampling_strategy="sequential", bf16=settings.bf16)
     GenDDTrainer(model, args, train_dataset=train.subset(order)).train()
 
 
@@ -375,7 +377,8 @@ def markdown(results: dict) -> str:
         f"{settings['head_depth']} multiplier {settings['diffusion_batch_mul']}, lambda {settings['contraction']}. "
         f"Probe: all 10,000 test images; sampled ({settings['num_inference_steps']} steps, guidance "
         f"{settings['guidance_scale']:g}, {settings['num_samples']} samples): the first "
-        f"{settings['sampled_eval_size']}.",
+        f"{settings['sampled_eval_size']}."
+        + (" gendd_hf's arm trained in bfloat16 autocast, the official one in float32." if settings["bf16"] else ""),
         "",
         "| seed | official probe | gendd_hf probe | official sampled | gendd_hf sampled |",
         "|---|---|---|---|---|",
@@ -424,6 +427,7 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--train_size", type=int, default=None, help="training images (default 20,000)")
     parser.add_argument("--sampled_eval_size", type=int, default=None, help="test images of the sampled path")
+    parser.add_argument("--bf16", action="store_true", help="train gendd_hf's arm in bfloat16 autocast")
     parser.add_argument("--record_fixture", default=None,
                         help="only record the official DiffLoss's numbers for the CI test into this safetensors file")
     args = parser.parse_args(argv)
@@ -431,7 +435,8 @@ def main(argv=None):
         return record_fixture(Path(args.reference_dir), Path(args.record_fixture))
     settings = ParitySettings()
     overrides = {"seeds": tuple(args.seeds) if args.seeds else None, "train_size": args.train_size,
-                 "sampled_eval_size": args.sampled_eval_size}
+                 "sampled_eval_size": args.sampled_eval_size,
+                 "bf16": args.bf16 or None}
     settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
     return run(Path(args.reference_dir), settings, Path(args.output_dir), Path(args.cache_dir))
 

@@ -1,0 +1,93 @@
+"""The benchmark's full-recipe row, its budget table and the parity harness's plumbing and arithmetic (the harness
+itself needs the official code, which CI does not have; tests/test_parity_fixture.py holds the numbers it recorded)."""
+
+import math
+
+import pytest
+import torch
+
+from gendd_hf.bench import fashion_mnist, parity
+from gendd_hf.bench.fashion_mnist import ArrayDataset, BenchSettings, budget_table, plot_budget, train_student
+from gendd_hf.teacher import TimmTeacher
+
+
+def _tiny_teacher():
+    torch.manual_seed(0)
+    return TimmTeacher.from_timm("test_resnet", pretrained=False, in_chans=1, num_classes=10)
+
+
+def test_full_recipe_is_stage1_then_gendd_from_its_student_within_the_same_steps(tmp_path, monkeypatch):
+    teacher = _tiny_teacher()
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.randn(64, 1, 28, 28, generator=generator)
+    with torch.no_grad():
+        output = teacher(pixels)
+    train = ArrayDataset(pixel_values=pixels, labels=torch.randint(0, 10, (64,), generator=generator),
+                         teacher_features=output.features, teacher_logits=output.logits)
+    settings = BenchSettings(batch_size=16, head_width=16, token_dim=teacher.feature_dim // 2, bf16=False,
+                             stage1_fraction=0.25)
+    runs = []
+    real_trainer = fashion_mnist.GenDDTrainer
+
+    class RecordingTrainer(real_trainer):
+        def train(self, *args, **kwargs):
+            student_before = {k: v.clone() for k, v in self.model.student.state_dict().items()}
+            result = super().train(*args, **kwargs)
+            runs.append((self.args.stage, self.state.global_step, self.args.init_from, student_before))
+            return result
+
+    monkeypatch.setattr(fashion_mnist, "GenDDTrainer", RecordingTrainer)
+    model = train_student("gendd_full", 0, train, 12, settings, teacher, tmp_path)
+    assert [(stage, steps) for stage, steps, _, _ in runs] == [("pretrain", 3), ("main", 9)]
+    stage1_folder = tmp_path / "gendd_full-seed0" / "stage1"
+    assert runs[1][2] == str(stage1_folder) and (stage1_folder / "model.safetensors").is_file()
+    # Stage 2 started from the student that stage 1 trained, not from a fresh one.
+    from gendd_hf import GenDDForImageClassification
+
+    stage1 = GenDDForImageClassification.from_pretrained(stage1_folder)
+    assert all(torch.equal(value, stage1.student.state_dict()[name]) for name, value in runs[1][3].items())
+    assert not all(torch.equal(value, runs[0][3][name]) for name, value in runs[1][3].items())
+    assert model.config.contraction == 0.9 and model.config.inference_path == "sampled"
+
+
+def test_budget_table_and_plot(tmp_path):
+    records = [
+        {"method": method, "steps": 470 * multiplier, "multiplier": multiplier, "probe_top1": 0.8 + 0.01 * multiplier,
+         "train_seconds": 40.0 * multiplier, **({"sampled_top1": 0.85} if method == "gendd_full" else {})}
+        for multiplier in (1, 2, 4) for method in ("kd", "dkd", "gendd_full")
+    ]
+    results = {"seed": 0, "teacher_top1": 0.9, "base_steps": 470, "records": records}
+    table = budget_table(results, BenchSettings())
+    assert "| gendd_full | 1880 | 84.00 | 85.00 | 160 |" in table and "| kd | 470 | 81.00 | - | 40 |" in table
+    plot_budget(results, tmp_path / "budget.png")
+    assert (tmp_path / "budget.png").stat().st_size > 0
+
+
+def test_parity_summary_by_hand():
+    records = [
+        {"seed": seed, "official": {"probe_top1": o_probe, "sampled_top1": o_sampled},
+         "gendd_hf": {"probe_top1": g_probe, "sampled_top1": g_sampled}}
+        for seed, (o_probe, g_probe, o_sampled, g_sampled) in enumerate(
+            [(70.0, 71.0, 74.0, 73.0), (72.0, 71.0, 76.0, 73.0), (71.0, 71.0, 75.0, 73.0)])
+    ]
+    summary = parity.summarize(records)
+    probe, sampled = summary["probe_top1"], summary["sampled_top1"]
+    # probe: means 71 and 71, stds 1 and 0 -> difference 0, target max(0.5, 1) = 1, met.
+    assert probe["mean_difference"] == pytest.approx(0.0) and probe["target"] == pytest.approx(1.0) and probe["met"]
+    # sampled: means 75 and 73, stds 1 and 0 -> difference -2, target 1, not met.
+    assert sampled["mean_difference"] == pytest.approx(-2.0) and sampled["official_std"] == pytest.approx(1.0)
+    assert not sampled["met"]
+
+
+def test_parity_needs_a_checkout_of_the_official_code(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a checkout of the official GenDD repository.*GenDD_cifar"):
+        parity.load_reference(tmp_path)
+
+
+def test_parity_batches_are_whole_epochs_in_a_seeded_order():
+    settings = parity.ParitySettings(train_size=100, batch_size=32, epochs=2.0)
+    order = parity.batch_order(100, settings, seed=3)
+    assert settings.steps == math.ceil(2 * 100 / 32) == 7 and len(order) == 7 * 32
+    assert sorted(order[:100].tolist()) == list(range(100))  # the first epoch is a permutation
+    assert torch.equal(order, parity.batch_order(100, settings, seed=3))
+    assert not torch.equal(order, parity.batch_order(100, settings, seed=4))
