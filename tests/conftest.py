@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from gendd_hf import GenDDConfig, GenDDForImageClassification
+from gendd_hf import GenDDConfig, GenDDForImageClassification, GenDDSamplingConfig
 
 
 def tiny_config(**overrides) -> GenDDConfig:
@@ -16,17 +16,21 @@ def tiny_config(**overrides) -> GenDDConfig:
         head_width=32,
         head_depth=2,
         diffusion_batch_mul=2,
-        num_inference_steps=8,
-        num_samples=2,
         id2label={0: "cat", 1: "dog", 2: "fox"},
     )
     kwargs.update(overrides)
     return GenDDConfig(**kwargs)
 
 
-def tiny_model(seed: int = 0, **overrides) -> GenDDForImageClassification:
+TINY_SAMPLING = dict(num_inference_steps=8, num_samples=2)
+
+
+def tiny_model(seed: int = 0, sampling: dict | None = None, **overrides) -> GenDDForImageClassification:
+    """`tiny_config(**overrides)` with random teacher classifier and head, sampling 8 steps x 2 samples unless
+    `sampling` says otherwise."""
     torch.manual_seed(seed)
     model = GenDDForImageClassification(tiny_config(**overrides))
+    model.sampling_config = GenDDSamplingConfig(**{**TINY_SAMPLING, **(sampling or {})})
     model.set_teacher_classifier(torch.randn(3, 32), torch.randn(3))
     # Non-zero head outputs, so that sampling exercises every branch (the head starts at zero).
     for parameter in model.head.parameters():

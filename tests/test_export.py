@@ -53,9 +53,10 @@ def test_grayscale_student_exports_as_rgb_with_the_channel_average(tmp_path):
 
 def test_export_loads_without_gendd_hf_and_classifies_through_the_pipeline(tmp_path):
     model = tiny_model().eval()
+    model.config.pretrained_cfg = {"input_size": (1, 28, 28), "mean": (0.5,), "std": (0.5,), "crop_pct": 1.0}
     folder = tmp_path / "exported"
-    processor = build_image_processor(model, image_size=28, mean=(0.5,), std=(0.5,))
-    model.export_student(folder, image_processor=processor)
+    processor = build_image_processor(model)
+    model.export_student(folder)
     save_file({"pixels": RGB_PIXELS}, tmp_path / "pixels.safetensors")
     image = Image.fromarray((np.random.default_rng(0).random((28, 28)) * 255).astype("uint8"), mode="L")
     script = f"""

@@ -132,7 +132,7 @@ def test_mean_sampler_is_the_x0_prediction_at_the_configured_timestep(model):
     targets = torch.randn(3, 32, generator=torch.Generator().manual_seed(2))
     model(PIXELS, labels=torch.tensor([0, 1, 2]), teacher_features=targets)  # records the target range
     model.eval()
-    config = model.config
+    config = model.sampling_config
     z = model.extract_features(PIXELS)
     features = model.sample_features(z, sampler="mean")
     # By hand: x_t = sqrt(abar) c at t = mean_timestep, guided epsilon, x_0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar).
@@ -149,7 +149,7 @@ def test_mean_sampler_is_the_x0_prediction_at_the_configured_timestep(model):
 
 
 def test_sampler_mean_is_one_config_field_away():
-    fast = tiny_model(sampler="mean").eval()
+    fast = tiny_model(sampling={"sampler": "mean"}).eval()
     paper = tiny_model().eval()
     rows, calls = _count_head_rows(fast)
     assert calls == 1 and rows == 2 * 4
@@ -163,7 +163,7 @@ def test_sampler_mean_is_one_config_field_away():
 def test_unknown_sampler_names_the_choices(model):
     model.eval()
     choices = r"\['ddpm', 'ddim', 'dpm_solver', 'mean'\]"
-    with pytest.raises(ValueError, match=rf"Unknown sampler 'euler'; choose one of {choices}"):
+    with pytest.raises(ValueError, match=rf"sampler='euler' is invalid: use one of {choices}"):
         model.generate_features(PIXELS, sampler="euler")
 
 
@@ -195,9 +195,9 @@ def test_best_fast_setting_needs_20x_fewer_evaluations_and_top1_within_0_3():
 
 def test_benchmark_script_end_to_end(tmp_path, capsys):
     model = tiny_model()
+    model.config.pretrained_cfg = {"input_size": (1, 28, 28), "mean": (0.5,), "std": (0.5,), "crop_pct": 1.0}
     model.save_pretrained(tmp_path / "model")
-    processor = build_image_processor(model, image_size=28, mean=(0.5,), std=(0.5,))
-    processor.save_pretrained(tmp_path / "model")
+    processor = build_image_processor(model)
     rng = np.random.default_rng(0)
     images = (rng.random((6, 28, 28)) * 255).astype("uint8")
     labels = np.array([0, 1, 2, 0, 1, 2])

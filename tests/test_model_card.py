@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 from huggingface_hub import ModelCard, metadata_load
 
-from gendd_hf.configuration_gendd import GenDDConfig
+from conftest import tiny_model
 from gendd_hf.model_card import ModelCardInfo, render_model_card, write_model_card
 
 
@@ -101,18 +101,17 @@ def test_card_without_results_has_no_model_index():
     assert "**lambda = 0.0** (unsupervised: no labels)" in card.text
 
 
-def test_from_config_copies_student_method_and_sampling_settings():
-    config = GenDDConfig(
-        student_name="resnet10t", contraction=0.5, num_inference_steps=16, guidance_scale=1.0, num_samples=2,
-        sampler="ddim", inference_path="probe",
-    )
-    info = ModelCardInfo.from_config(config, model_name="m", teacher="t", dataset="d", num_samples=4)
-    assert (info.student, info.contraction, info.token_dim) == ("resnet10t", 0.5, 64)
-    assert (info.sampler, info.num_inference_steps, info.guidance_scale) == ("ddim", 16, 1.0)
+def test_from_model_copies_student_method_and_sampling_settings():
+    model = tiny_model(student_name="resnet10t", student_kwargs={}, contraction=0.5, inference_path="probe",
+                       sampling=dict(num_inference_steps=16, guidance_scale=1.0, num_samples=2, sampler="ddim", seed=7))
+    info = ModelCardInfo.from_model(model, model_name="m", teacher="t", dataset="d", num_samples=4)
+    assert (info.student, info.contraction, info.token_dim) == ("resnet10t", 0.5, 8)
+    assert (info.sampler, info.num_inference_steps, info.guidance_scale, info.seed) == ("ddim", 16, 1.0, 7)
     assert info.num_samples == 4 and info.inference_path == "probe"
     text = render_model_card(dataclasses.asdict(info))
     assert "returns the **probe** path's logits" in text
     assert "twice per step" not in text  # guidance_scale 1.0 means no guidance pass
+    assert "seeded with `sampling_config.seed` (7)" in text and "alone or\nin any batch" in text
 
 
 def test_a_fast_default_and_the_inference_cost_table_are_reported():

@@ -11,7 +11,6 @@ from transformers import AutoConfig, AutoModel, AutoModelForImageClassification,
 from conftest import tiny_model
 from gendd_hf import GenDDForImageClassification
 from gendd_hf.diffusion import merge_tokens
-from gendd_hf.image_processing import build_image_processor
 
 PIXELS = torch.randn(3, 1, 28, 28, generator=torch.Generator().manual_seed(1))
 TEACHER_FEATURES = torch.randn(3, 32, generator=torch.Generator().manual_seed(2))
@@ -64,7 +63,9 @@ def test_soft_labels_are_accepted(model):
 def test_channel_handling(model):
     model.eval()
     rgb = PIXELS.expand(-1, 3, -1, -1)
-    assert torch.allclose(model.extract_features(rgb), model.extract_features(PIXELS), atol=1e-6)
+    assert torch.equal(model.extract_features(rgb), model.extract_features(PIXELS))  # grayscale as RGB: exact
+    colour = torch.randn(3, 3, 28, 28)
+    assert torch.allclose(model.extract_features(colour), model.extract_features(colour.mean(1, keepdim=True)))
     with pytest.raises(ValueError, match="have 2 channels but the student 'test_resnet' expects in_chans=1"):
         model.extract_features(torch.randn(1, 2, 28, 28))
 
@@ -124,9 +125,12 @@ def test_samples_are_averaged_over_draws(model):
     assert torch.allclose(merge_tokens(tokens).mean(1), mean)
 
 
+DATA_CONFIG = {"input_size": (1, 28, 28), "mean": (0.5,), "std": (0.5,), "crop_pct": 1.0, "interpolation": "bilinear"}
+
+
 def _save(model, folder):
+    model.config.pretrained_cfg = DATA_CONFIG  # the image processor's config, saved in config.json
     model.save_pretrained(folder)
-    build_image_processor(model, image_size=28, mean=(0.5,), std=(0.5,)).save_pretrained(folder)
 
 
 def test_save_load_identical_logits_through_auto_classes(model, tmp_path):
@@ -180,7 +184,7 @@ def test_image_classification_pipeline_returns_label_names(tmp_path):
 
 
 def test_training_records_the_target_range_used_to_clamp_the_first_step(model, monkeypatch):
-    assert not torch.isfinite(model.target_min).any() and model.first_step_range() is None  # untrained: no clamp
+    assert not torch.isfinite(model.target_min).any() and model.first_step_range(model.sampling_config) is None
     model.train()
     model(PIXELS, labels=LABELS, teacher_features=TEACHER_FEATURES)
     from gendd_hf import sampling
@@ -196,12 +200,83 @@ def test_training_records_the_target_range_used_to_clamp_the_first_step(model, m
     features = model.generate_features(PIXELS, **one_step)
     # Within float32 round-off of x_0 -> epsilon -> x_0 at sqrt(abar) ~ 5e-5.
     assert (features >= model.target_min - 1e-2).all() and (features <= model.target_max + 1e-2).all()
-    model.config.clamp_first_step = False
+    model.sampling_config = model.sampling_config.update(clamp_first_step=False)
     assert model.generate_features(PIXELS, **{**one_step, "generator": torch.Generator().manual_seed(0)}).abs().max() > 1e3
-    model.config.clamp_first_step = True
+    model.sampling_config = model.sampling_config.update(clamp_first_step=True)
     # Only the first step of a chain is clamped.
     calls = []
     clamp = sampling.clamp_denoised
     monkeypatch.setattr(sampling, "clamp_denoised", lambda *args: calls.append(1) or clamp(*args))
     model.generate_features(PIXELS, num_inference_steps=8, num_samples=2)
     assert len(calls) == 1
+
+
+# ---- reproducible answers ---------------------------------------------------------------------------------------
+def test_an_image_gets_the_same_sampled_logits_alone_and_in_any_batch(model):
+    model.eval()
+    batch = torch.randn(6, 1, 28, 28, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        together = model(batch).logits
+        again = model(batch).logits
+        alone = torch.cat([model(image[None]).logits for image in batch])
+        reordered = model(batch.flip(0)).logits.flip(0)
+        other_mates = model(torch.cat([batch[2:3], torch.randn(4, 1, 28, 28)])).logits[0]
+    assert torch.equal(together, again)
+    # Equal up to the float rounding of batched kernels in the student; the noise is the same by construction.
+    assert torch.allclose(alone, together, atol=1e-5) and torch.allclose(reordered, together, atol=1e-5)
+    assert torch.allclose(other_mates, together[2], atol=1e-5)
+    assert (alone.argmax(-1) == together.argmax(-1)).all()
+    # The seed decides the noise; a generator overrides it (and then draws the batch's noise at once).
+    reseeded = model.generate_features(batch, seed=1)
+    assert not torch.allclose(reseeded, model.generate_features(batch))
+    model.sampling_config = model.sampling_config.update(seed=1)
+    assert torch.equal(model.generate_features(batch), reseeded)
+    drawn = model.generate_features(batch, generator=torch.Generator().manual_seed(0))
+    assert not torch.allclose(drawn, reseeded)
+
+
+def test_sampling_config_is_saved_loaded_and_overridden(model, tmp_path):
+    model.eval()
+    model.sampling_config = model.sampling_config.update(sampler="ddim", num_inference_steps=3, seed=4)
+    _save(model, tmp_path)
+    assert (tmp_path / "sampling_config.json").is_file()
+    loaded = AutoModelForImageClassification.from_pretrained(tmp_path).eval()
+    assert loaded.sampling_config == model.sampling_config
+    with torch.no_grad():
+        assert torch.allclose(loaded(PIXELS).logits, model(PIXELS).logits, atol=1e-5)
+    changed = GenDDForImageClassification.from_pretrained(tmp_path, sampling_config={"num_inference_steps": 5})
+    assert changed.sampling_config == model.sampling_config.update(num_inference_steps=5)
+    # A folder saved before sampling_config.json existed: the defaults.
+    (tmp_path / "sampling_config.json").unlink()
+    assert GenDDForImageClassification.from_pretrained(tmp_path).sampling_config.sampler == "ddpm"
+
+
+def test_pipeline_answers_like_the_model_every_call_and_takes_sampling_settings(model, tmp_path):
+    _save(model, tmp_path)
+    image = Image.fromarray((np.random.default_rng(3).random((28, 28)) * 255).astype("uint8"), mode="L")
+    classifier = pipeline("image-classification", model=str(tmp_path))
+    answers = [classifier(image, top_k=3) for _ in range(3)]
+    assert answers[0] == answers[1] == answers[2]
+    pixel_values = classifier.image_processor(image.convert("RGB"), return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        expected = model.eval()(pixel_values.to(model.device)).logits.softmax(-1)[0]
+    scores = {entry["label"]: entry["score"] for entry in answers[0]}
+    assert scores == pytest.approx({model.config.id2label[i]: p.item() for i, p in enumerate(expected)}, rel=1e-4)
+    fast = pipeline("image-classification", model=str(tmp_path), model_kwargs={"sampling_config": {"sampler": "mean"}})
+    assert fast.model.sampling_config.sampler == "mean"
+
+
+def test_the_image_processor_is_timms_evaluation_transform(model, tmp_path):
+    from transformers import AutoImageProcessor, TimmWrapperImageProcessor
+
+    model.config.pretrained_cfg = {"input_size": (1, 24, 24), "mean": (0.4,), "std": (0.2,), "crop_pct": 0.875,
+                                   "interpolation": "bicubic", "crop_mode": "center"}
+    model.save_pretrained(tmp_path)
+    processor = AutoImageProcessor.from_pretrained(tmp_path)
+    assert isinstance(processor, TimmWrapperImageProcessor)
+    from gendd_hf.data import build_transforms
+
+    image = Image.fromarray((np.random.default_rng(4).random((40, 30)) * 255).astype("uint8"), mode="L")
+    ours = build_transforms(model.config.pretrained_cfg, is_training=False)(image)  # the recipes' evaluation
+    theirs = processor(image.convert("RGB"), return_tensors="pt")["pixel_values"][0]
+    assert theirs.shape == (3, 24, 24) and torch.equal(theirs[0], ours[0]) and torch.equal(theirs[1], theirs[0])

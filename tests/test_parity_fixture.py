@@ -61,7 +61,7 @@ def test_sampling_chain_matches_the_official_code(recorded, monkeypatch):
     step_noise = iter(tensors["chain_step_noise"])
     # The chain's random draws are the recorded ones: the starting noise, then each step's (diffusers draws none at
     # t = 0, the official code draws one and masks it).
-    monkeypatch.setattr(sampling.torch, "randn", lambda shape, **kwargs: tensors["chain_initial_noise"].reshape(shape))
+    monkeypatch.setattr(sampling, "randn_tensor", lambda shape, **kwargs: tensors["chain_initial_noise"].reshape(shape))
     monkeypatch.setattr(scheduling_ddpm, "randn_tensor", lambda shape, **kwargs: next(step_noise).reshape(shape))
     condition = head.embed_condition(tensors["chain_condition"])
     tokens = sample_tokens(head, condition, head.null_condition(), make_scheduler("ddpm"), num_inference_steps=64,

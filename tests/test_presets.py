@@ -339,8 +339,11 @@ def test_each_preset_starts(workspace, monkeypatch, name):
     if preset.recipe == "train_teacher.py":  # a timm classifier folder
         assert (config["architecture"], config["num_classes"]) == ("test_resnet", NUM_CLASSES)
         return
-    for key in {"token_dim", "contraction", "feature_mixup_beta", "cond_drop_prob", "sampler"} & set(expected):
+    for key in {"token_dim", "contraction", "feature_mixup_beta", "cond_drop_prob"} & set(expected):
         assert config[key] == expected[key], key
+    if "sampler" in expected:
+        assert json.loads((output_dir / "sampling_config.json").read_text())["sampler"] == expected["sampler"]
     assert config["teacher_feature_dim"] == teacher_feature_dim(preset.overrides["teacher_name"])
     if "augmentation" in expected:
-        assert config["preprocessing"]["augmentation"] == expected["augmentation"]
+        assert f"Augmentation `{expected['augmentation']}`" in (output_dir / "README.md").read_text()
+        assert (config["pretrained_cfg"]["crop_pct"] == 1.0) == (expected["augmentation"] == "small")

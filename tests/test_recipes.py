@@ -27,9 +27,8 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForImageClassification, pipeline
 
 from gendd_hf.hub import PUSHED_FILES
-from gendd_hf.image_processing import build_image_processor
 from gendd_hf.data import load_image_dataset
-from gendd_hf.recipe import folder_data_config, parse_recipe_args, recipe_data_config, run_recipe
+from gendd_hf.recipe import parse_recipe_args, recipe_data_config, run_recipe
 from gendd_hf.teacher import TimmTeacher
 from gendd_hf.teacher_outputs import (
     TeacherOutputsMismatchError,
@@ -38,7 +37,6 @@ from gendd_hf.teacher_outputs import (
     finalize_teacher_outputs,
     precompute_teacher_outputs,
 )
-from conftest import tiny_model
 from hub_server import FAKE_TOKEN, serve_fake_hub
 
 
@@ -164,15 +162,17 @@ def imagenet_run(data, tmp_path_factory):
 
 def test_imagenet_recipe_saves_a_loadable_folder_with_its_model_card(imagenet_run):
     out = imagenet_run["output_dir"]
-    assert {"model.safetensors", "config.json", "modeling_gendd.py", "preprocessor_config.json", "README.md",
+    assert {"model.safetensors", "config.json", "modeling_gendd.py", "sampling_config.json", "README.md",
             "eval_results.json", "checkpoint-4", "checkpoint-8"} <= set(os.listdir(out))
+    assert "sampling_config.json" in os.listdir(out / "checkpoint-4")
     config = read_json(out / "config.json")
     # Sized by the teacher (96-d feature, 6 classes), names from the imagefolder, A2 turns feature mixup off.
     assert config["teacher_feature_dim"] == 96 and config["id2label"] == {str(i): n for i, n in enumerate(NAMES)}
     assert config["feature_mixup_beta"] == 0.0 and config["contraction"] == 0.9
-    assert config["preprocessing"] == {"augmentation": "a2", "data_config": {
-        "input_size": [3, SIZE, SIZE], "interpolation": "bilinear", "mean": [0.5] * 3, "std": [0.5] * 3,
-        "crop_pct": 0.95, "crop_mode": "center"}}
+    # The evaluation transform, which is also the image processor's config.
+    assert config["pretrained_cfg"] == {"input_size": [3, SIZE, SIZE], "interpolation": "bilinear",
+                                        "mean": [0.5] * 3, "std": [0.5] * 3, "crop_pct": 0.95, "crop_mode": "center"}
+    assert config["image_processor_type"] == "TimmWrapperImageProcessor"
 
     metrics = read_json(out / "eval_results.json")
     assert {"eval_sampled_top1", "eval_sampled_top5", "eval_probe_top1", "eval_probe_top5"} <= set(metrics)
@@ -202,7 +202,7 @@ def test_push_sends_the_final_folder_without_pickles_or_checkpoints(imagenet_run
              if path.is_file() and any(path.match(pattern) for pattern in PUSHED_FILES)}
     assert repo.files == local  # byte for byte, as regular (non-LFS) uploads
     assert {"model.safetensors", "config.json", "configuration_gendd.py", "modeling_gendd.py",
-            "preprocessor_config.json", "README.md", "eval_results.json"} <= set(repo.files)
+            "sampling_config.json", "README.md", "eval_results.json"} <= set(repo.files)
     assert "training_args.bin" in os.listdir(out) and not any(name.endswith((".bin", ".pt", ".pth"))
                                                               or "/" in name for name in repo.files)
     assert [commit["summary"] for commit in repo.commits] == ["GenDD gendd: end of training"]
@@ -256,8 +256,8 @@ def test_cifar100_recipe_trains_kd_on_parquet_under_accelerate_launch(data, tmp_
     config = read_json(out / "config.json")
     assert config["student_name"] == "cifar_resnet20" and config["teacher_feature_dim"] == 64
     assert config["id2label"]["5"] == "owl" and config["inference_path"] == "probe"
-    assert config["preprocessing"]["augmentation"] == "small"
-    assert config["preprocessing"]["data_config"]["mean"] == pytest.approx([0.5071, 0.4867, 0.4408])
+    assert config["pretrained_cfg"]["crop_pct"] == 1.0  # the "small" preset evaluates with a plain resize
+    assert config["pretrained_cfg"]["mean"] == pytest.approx([0.5071, 0.4867, 0.4408])
     card = (out / "README.md").read_text()
     assert "**Training method**: `kd` (a distillation baseline" in card and "| kd epochs | 1.0 |" in card
 
@@ -312,15 +312,17 @@ def test_data_config_follows_the_teacher():
     assert recipe_data_config(TimmTeacher(timm.create_model("test_resnet")))["input_size"] == (3, 160, 160)
 
 
-def test_a_folder_saved_without_a_recipe_is_evaluated_with_its_image_processor(tmp_path):
-    model = tiny_model()
-    model.save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="records no preprocessing .* and has no image processor"):
-        folder_data_config(model, str(tmp_path))
-    build_image_processor(model, image_size=20, mean=(0.3,), std=(0.2,)).save_pretrained(tmp_path)
-    assert folder_data_config(model, str(tmp_path)) == (
-        {"input_size": (1, 20, 20), "mean": (0.3,), "std": (0.2,), "crop_pct": 1.0}, "small"
-    )
+def test_the_pipeline_on_the_saved_folder_reproduces_the_recipes_evaluation_exactly(imagenet_run, data):
+    from transformers import pipeline
+
+    out = imagenet_run["output_dir"]
+    metrics = read_json(out / "eval_results.json")
+    validation = load_image_dataset(str(data["imagefolder"]), split="validation")
+    classifier = pipeline("image-classification", model=str(out))
+    predicted = [NAMES.index(classifier(image, top_k=1)[0]["label"]) for image in validation["image"]]
+    top1 = float(np.mean(np.array(predicted) == np.array(validation["label"])))
+    # The same 12 answers: equal counts (the metric is stored as a float32 fraction).
+    assert len(predicted) == 12 and round(top1 * 12) == round(metrics["eval_sampled_top1"] * 12)
 
 
 # ---- bad input ------------------------------------------------------------------------------------------------------

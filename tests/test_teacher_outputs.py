@@ -342,9 +342,10 @@ class WithoutTeacherOutputs(torch.utils.data.IterableDataset):
 def toy_student():
     torch.manual_seed(0)
     config = GenDDConfig(student_name="test_resnet", student_kwargs={"in_chans": 1}, teacher_feature_dim=96,
-                         token_dim=32, head_width=32, head_depth=1, diffusion_batch_mul=2, num_inference_steps=4,
-                         num_samples=1, num_labels=NUM_CLASSES)
-    return GenDDForImageClassification(config)
+                         token_dim=32, head_width=32, head_depth=1, diffusion_batch_mul=2, num_labels=NUM_CLASSES)
+    model = GenDDForImageClassification(config)
+    model.sampling_config = model.sampling_config.update(num_inference_steps=4, num_samples=1)
+    return model
 
 
 def test_training_from_stored_outputs_follows_the_online_loss_curve(tmp_path, stored):

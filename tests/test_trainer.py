@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from transformers import HfArgumentParser, TrainerCallback
 
-from gendd_hf import GenDDConfig, GenDDForImageClassification, TimmTeacher
+from gendd_hf import GenDDConfig, GenDDSamplingConfig, GenDDForImageClassification, TimmTeacher
 from gendd_hf.callbacks import cosine_beta2
 from gendd_hf.data import ImageCollator, build_transforms, dataset_from_arrays, mixup_fn
 from gendd_hf.losses import dkd_loss
@@ -59,11 +59,11 @@ def toy_model(seed: int = 0, **overrides) -> GenDDForImageClassification:
         head_width=32,
         head_depth=1,
         diffusion_batch_mul=2,
-        num_inference_steps=4,
-        num_samples=1,
         num_labels=NUM_CLASSES,
     )
-    return GenDDForImageClassification(GenDDConfig(**{**kwargs, **overrides}))
+    model = GenDDForImageClassification(GenDDConfig(**{**kwargs, **overrides}))
+    model.sampling_config = GenDDSamplingConfig(num_inference_steps=4, num_samples=1)
+    return model
 
 
 def toy_args(tmp_path, **overrides) -> GenDDTrainingArguments:
@@ -321,15 +321,11 @@ def test_evaluate_reports_top1_top5_of_both_paths_as_computed_by_hand(tmp_path):
     assert math.isfinite(metrics["eval_loss"])
 
     model.eval()
-    noise = torch.Generator().manual_seed(5)
     with torch.no_grad():
         features = model.extract_features(pixels)
-        # Batches of 4, 4 and 2 draw their noise in turn from one generator.
-        sampled = torch.cat([
-            model.classify_features(model.sample_features(z, num_inference_steps=3, guidance_scale=1.5, num_samples=2,
-                                                          generator=noise))
-            for z in features.split(4)
-        ])
+        # Each image's noise comes from eval_seed, whatever its batch (here 4, 4 and 2 in the Trainer, 10 here).
+        sampled = model.classify_features(
+            model.sample_features(features, num_inference_steps=3, guidance_scale=1.5, num_samples=2, seed=5))
         logits = {"sampled": sampled, "probe": model.probe(features)}
     for path, path_logits in logits.items():
         top5 = path_logits.topk(5, dim=1).indices
@@ -426,7 +422,8 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, full_determ
     checkpoint = tmp_path / "run" / "out" / "checkpoint-3"
     # Weights in safetensors; the .pt/.pth/.bin files are the Trainer's own state (the .py files: trust_remote_code).
     assert {name for name in os.listdir(checkpoint) if not name.endswith(".py")} == {
-        "config.json", "model.safetensors", "optimizer.pt", "rng_state.pth", "scheduler.pt", "trainer_state.json",
+        "config.json", "model.safetensors", "optimizer.pt", "rng_state.pth", "sampling_config.json", "scheduler.pt",
+        "trainer_state.json",
         "training_args.bin",
     }
 

@@ -6,7 +6,7 @@ Importing the package registers `GenDDConfig` and `GenDDForImageClassification` 
 from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
 
 from . import models  # registers the CIFAR model zoo with timm
-from .configuration_gendd import GenDDConfig
+from .configuration_gendd import GenDDConfig, GenDDSamplingConfig
 from .modeling_gendd import GenDDForImageClassification, GenDDImageClassifierOutput, GenDDPreTrainedModel
 from .teacher import TeacherOutput, TimmTeacher
 from .trainer import GenDDTrainer, NonFiniteLossError
@@ -26,6 +26,7 @@ __all__ = [
     "GenDDForImageClassification",
     "GenDDImageClassifierOutput",
     "GenDDPreTrainedModel",
+    "GenDDSamplingConfig",
     "GenDDTrainer",
     "GenDDTrainingArguments",
     "NonFiniteLossError",

@@ -1,36 +1,18 @@
-"""The image processor saved beside a GenDD student, so that `pipeline("image-classification")` works."""
+"""The image processor of a GenDD student: transformers' `TimmWrapperImageProcessor` on the run's timm data config.
 
-from timm.data import resolve_data_config
-from transformers import ViTImageProcessor
+The config lives in the model's `config.json` (`GenDDConfig.pretrained_cfg`), so every folder that
+`save_pretrained` writes (Trainer checkpoints, recipes, the benchmark, Hub pushes) carries it, and
+`AutoImageProcessor` / `pipeline("image-classification")` apply timm's evaluation transform (resize, centre crop at
+`crop_pct`, normalise) exactly as the recipes evaluate.
+"""
 
-from .modeling_gendd import GenDDForImageClassification
+from transformers import TimmWrapperImageProcessor
 
 
-def build_image_processor(
-    model: GenDDForImageClassification,
-    image_size: int | tuple[int, int] | None = None,
-    mean: tuple[float, ...] | None = None,
-    std: tuple[float, ...] | None = None,
-) -> ViTImageProcessor:
-    """Resize + rescale + normalise as the student expects, from timm's data config of the student unless given.
-
-    The processor always emits RGB (the pipeline converts images to RGB); a 1-channel student averages the
-    channels, so a single mean/std is repeated over the three.
-    """
-    data_config = resolve_data_config({}, model=model.student)
-    if image_size is None:
-        image_size = data_config["input_size"][-2:]
-    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
-    mean = tuple(mean or data_config["mean"])
-    std = tuple(std or data_config["std"])
-    return ViTImageProcessor(
-        do_resize=True,
-        size={"height": height, "width": width},
-        do_rescale=True,
-        do_normalize=True,
-        image_mean=list(mean * 3 if len(mean) == 1 else mean),
-        image_std=list(std * 3 if len(std) == 1 else std),
-    )
+def build_image_processor(model) -> TimmWrapperImageProcessor:
+    """The processor of `model` (a GenDD student), from `model.config.pretrained_cfg`. It emits RGB tensors, as the
+    pipeline converts images to RGB; a 1-channel student reads them through the mean of the channels."""
+    return TimmWrapperImageProcessor(pretrained_cfg=dict(model.config.pretrained_cfg))
 
 
 __all__ = ["build_image_processor"]

@@ -43,6 +43,7 @@ class ModelCardInfo:
         num_inference_steps (`int`, *optional*, defaults to 64): sampling steps of the measured sampled path.
         guidance_scale (`float`, *optional*, defaults to 2.0): classifier-free guidance scale used.
         num_samples (`int`, *optional*, defaults to 5): feature samples averaged per image.
+        seed (`int`, *optional*, defaults to 0): `sampling_config.seed`, the seed of every image's sampling noise.
         inference_path (`str`, *optional*, defaults to `"sampled"`): what `forward` returns in eval mode.
         sampled_accuracy (`dict`, *optional*): `{"top1": ..., "top5": ...}` of the sampled path.
         probe_accuracy (`dict`, *optional*): `{"top1": ..., "top5": ...}` of the linear probe.
@@ -75,6 +76,7 @@ class ModelCardInfo:
     num_inference_steps: int = 64
     guidance_scale: float = 2.0
     num_samples: int = 5
+    seed: int = 0
     inference_path: str = "sampled"
     sampled_accuracy: dict[str, float] | None = None
     probe_accuracy: dict[str, float] | None = None
@@ -109,19 +111,22 @@ class ModelCardInfo:
                     )
 
     @classmethod
-    def from_config(cls, config, **fields) -> ModelCardInfo:
-        """Fill the student, method and sampling fields from a `GenDDConfig`; `fields` give the rest and override."""
-        from_config = {
+    def from_model(cls, model, **fields) -> ModelCardInfo:
+        """Fill the student, method and sampling fields from a GenDD model's `config` and `sampling_config`; `fields`
+        give the rest and override."""
+        config, sampling = model.config, model.sampling_config
+        from_model = {
             "student": config.student_name,
             "contraction": config.contraction,
             "token_dim": config.token_dim,
-            "sampler": config.sampler,
-            "num_inference_steps": config.num_inference_steps,
-            "guidance_scale": config.guidance_scale,
-            "num_samples": config.num_samples,
+            "sampler": sampling.sampler,
+            "num_inference_steps": sampling.num_inference_steps,
+            "guidance_scale": sampling.guidance_scale,
+            "num_samples": sampling.num_samples,
+            "seed": sampling.seed,
             "inference_path": config.inference_path,
         }
-        return cls(**{**from_config, **fields})
+        return cls(**{**from_model, **fields})
 
 
 def _eval_results(info: ModelCardInfo) -> list[EvalResult]:

@@ -4,6 +4,7 @@ teacher classifier and the student's linear probe.
 Self-contained for ``trust_remote_code``: imports torch, timm, transformers, diffusers and its siblings only.
 """
 
+import json
 from dataclasses import dataclass
 
 import timm
@@ -13,10 +14,10 @@ from torch import nn
 from transformers import PreTrainedModel, TimmWrapperConfig, TimmWrapperForImageClassification
 from transformers.utils import ModelOutput, logging
 
-from .configuration_gendd import SAMPLERS, GenDDConfig
+from .configuration_gendd import GenDDConfig, GenDDSamplingConfig
 from .diffusion import HybridDiffusionLoss, contract, merge_tokens, split_tokens, training_betas
 from .diffusion_head import DiffusionHead
-from .sampling import estimate_mean_tokens, make_scheduler, sample_tokens
+from .sampling import estimate_mean_tokens, image_generators, make_scheduler, sample_tokens
 
 logger = logging.get_logger(__name__)
 
@@ -72,10 +73,29 @@ class GenDDPreTrainedModel(PreTrainedModel):
             module.reset_parameters()
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        """Save weights (safetensors), config and, for `trust_remote_code`, the modeling code with an `auto_map`
-        naming AutoConfig, AutoModel and AutoModelForImageClassification."""
+        """Save weights (safetensors), config (with the image processor's `pretrained_cfg`), the sampling config
+        (`sampling_config.json`) and, for `trust_remote_code`, the modeling code with an `auto_map` naming AutoConfig,
+        AutoModel and AutoModelForImageClassification."""
         self.config.auto_map = dict(AUTO_MAP)
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            self.sampling_config.save_pretrained(save_directory)
+        return result
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, sampling_config=None, **kwargs):
+        """`PreTrainedModel.from_pretrained`, with the folder's `sampling_config.json` as the model's
+        `sampling_config` (the defaults when it has none). `sampling_config` (a `GenDDSamplingConfig` or a dict of
+        its fields, e.g. from `pipeline(..., model_kwargs={"sampling_config": {...}})`) replaces fields of it."""
+        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        hub_kwargs = {name: kwargs[name] for name in ("cache_dir", "force_download", "proxies", "token", "revision",
+                                                      "local_files_only", "subfolder") if name in kwargs}
+        saved = GenDDSamplingConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
+        model.sampling_config = saved or GenDDSamplingConfig.from_model_config(model.config)
+        if sampling_config is not None:
+            overrides = sampling_config.to_dict() if isinstance(sampling_config, GenDDSamplingConfig) else sampling_config
+            model.sampling_config = model.sampling_config.update(**overrides)
+        return model
 
 
 class GenDDForImageClassification(GenDDPreTrainedModel):
@@ -108,6 +128,9 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
         self.diffusion_loss = HybridDiffusionLoss(
             training_betas(config.noise_schedule, config.num_train_timesteps), learn_sigma=config.learn_sigma
         )
+        if config.pretrained_cfg is None:  # the student's timm defaults; a recipe saves its own evaluation transform
+            config.pretrained_cfg = json.loads(json.dumps(timm.data.resolve_data_config({}, model=self.student)))
+        self.sampling_config = GenDDSamplingConfig.from_model_config(config)
         self.post_init()
 
     @property
@@ -151,13 +174,16 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
     def extract_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """The student's pooled penultimate feature `z` of shape `(B, d_s)`.
 
-        A 1-channel student accepts 3-channel input (as the image-classification pipeline produces) by
-        averaging the channels; any other channel mismatch is an error.
+        A 1-channel student accepts 3-channel input (as the image-classification pipeline produces) through the mean
+        of the channels, taken exactly (the first channel) when they are equal, as for a grayscale image converted
+        to RGB; any other channel mismatch is an error.
         """
         channels, expected = pixel_values.shape[1], self.config.in_chans
         if channels != expected:
             if expected == 1 and channels == 3:
-                pixel_values = pixel_values.mean(dim=1, keepdim=True)
+                first = pixel_values[:, :1]
+                equal = torch.equal(first.expand_as(pixel_values), pixel_values)
+                pixel_values = first if equal else pixel_values.mean(dim=1, keepdim=True)
             else:
                 raise ValueError(
                     f"pixel_values have {channels} channels but the student {self.config.student_name!r} expects "
@@ -175,43 +201,53 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
         num_samples: int | None = None,
         generator: torch.Generator | None = None,
         sampler: str | None = None,
+        seed: int | None = None,
     ) -> torch.Tensor:
         """Sample teacher-space features `(B, d_t)` given student features `z`, averaged over `num_samples`.
 
-        With `sampler="mean"`, one guided head call estimates the conditional mean of the features instead (see
-        `estimate_mean_tokens`); `num_inference_steps`, `num_samples` and `generator` are then unused.
+        `None` arguments take the values of `self.sampling_config`. Without a `generator`, every image draws the same
+        noise from its own generator seeded with `seed`: its features do not depend on its batch. With one, the
+        batch's noise comes from it. With `sampler="mean"`, one guided head call estimates the conditional mean of
+        the features instead (see `estimate_mean_tokens`); `num_inference_steps`, `num_samples` and the noise are
+        then unused.
         """
+        settings = self.sampling_config.update(
+            sampler=sampler, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+            num_samples=num_samples, seed=seed,
+        )
         config = self.config
-        sampler = sampler or config.sampler
-        if sampler not in SAMPLERS:
-            raise ValueError(f"Unknown sampler {sampler!r}; choose one of {list(SAMPLERS)}.")
-        guidance_scale = config.guidance_scale if guidance_scale is None else guidance_scale
+        for name in ("num_inference_steps", "mean_timestep"):
+            if getattr(settings, name) >= config.num_train_timesteps + (name == "num_inference_steps"):
+                raise ValueError(f"sampling {name}={getattr(settings, name)} does not fit the training chain of "
+                                 f"num_train_timesteps={config.num_train_timesteps} steps; use a smaller value.")
         condition = self.head.embed_condition(self.head.condition_norm(student_features))
         null_condition = self.head.null_condition()
-        if sampler == "mean":
+        if settings.sampler == "mean":
             alphas_cumprod = make_scheduler("ddpm", config.num_train_timesteps, config.noise_schedule).alphas_cumprod
             tokens = estimate_mean_tokens(
-                self.head, condition, null_condition, alphas_cumprod, config.mean_timestep, guidance_scale,
+                self.head, condition, null_condition, alphas_cumprod, settings.mean_timestep, settings.guidance_scale,
                 centre=self.target_centre(),
             )
         else:
+            if generator is None:
+                generator = image_generators(len(student_features), settings.seed, student_features.device)
             tokens = sample_tokens(
                 self.head,
                 condition,
                 null_condition,
-                make_scheduler(sampler, config.num_train_timesteps, config.noise_schedule, config.learn_sigma),
-                num_inference_steps=num_inference_steps or config.num_inference_steps,
-                guidance_scale=guidance_scale,
-                num_samples=num_samples or config.num_samples,
+                make_scheduler(settings.sampler, config.num_train_timesteps, config.noise_schedule, config.learn_sigma),
+                num_inference_steps=settings.num_inference_steps,
+                guidance_scale=settings.guidance_scale,
+                num_samples=settings.num_samples,
                 generator=generator,
-                first_step_range=self.first_step_range(),
+                first_step_range=self.first_step_range(settings),
             )
         return merge_tokens(tokens).mean(dim=1)
 
-    def first_step_range(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Token bounds `(n, k)` of the first sampling step's `x_0` (`config.clamp_first_step`): the recorded range of
+    def first_step_range(self, settings: GenDDSamplingConfig) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Token bounds `(n, k)` of the first sampling step's `x_0` (`settings.clamp_first_step`): the recorded range of
         the training targets, or `None` (no clamp) when it is off or nothing was recorded."""
-        if not self.config.clamp_first_step or not bool(torch.isfinite(self.target_min).all()):
+        if not settings.clamp_first_step or not bool(torch.isfinite(self.target_min).all()):
             return None
         return tuple(split_tokens(bound, self.config.token_dim) for bound in (self.target_min, self.target_max))
 
@@ -230,17 +266,17 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
         num_samples: int | None = None,
         generator: torch.Generator | None = None,
         sampler: str | None = None,
+        seed: int | None = None,
     ) -> torch.Tensor:
-        """Sample teacher-space features `(B, d_t)` for images; `None` arguments take the config's values.
-
-        Deterministic for a given `generator`. Pass the result to `classify_features` for logits.
-        """
+        """Sample teacher-space features `(B, d_t)` for images; `None` arguments take the values of
+        `self.sampling_config` (see `sample_features`). Pass the result to `classify_features` for logits."""
         return self.sample_features(
-            self.extract_features(pixel_values), num_inference_steps, guidance_scale, num_samples, generator, sampler
+            self.extract_features(pixel_values), num_inference_steps, guidance_scale, num_samples, generator, sampler,
+            seed,
         )
 
     @torch.no_grad()
-    def export_student(self, save_directory, image_processor=None) -> TimmWrapperForImageClassification:
+    def export_student(self, save_directory) -> TimmWrapperForImageClassification:
         """Save the student backbone with its linear probe as a plain transformers image classifier.
 
         The folder holds a `TimmWrapperForImageClassification` (`config.json` with the timm architecture, its
@@ -254,10 +290,11 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
         Students from gendd_hf's CIFAR zoo (`cifar_*`) are known to timm only after `import gendd_hf`; loading
         their export needs that import first.
 
+        The exported `config.json` keeps this model's `pretrained_cfg`, so `AutoImageProcessor` and
+        `pipeline("image-classification")` preprocess the export as this model's evaluation did.
+
         Args:
             save_directory (`str` or `os.PathLike`): the folder to write.
-            image_processor (*optional*): saved beside the model, e.g. the GenDD folder's own
-                (`AutoImageProcessor.from_pretrained(gendd_folder)`); without one, callers preprocess themselves.
 
         Returns:
             The exported `TimmWrapperForImageClassification`, in eval mode.
@@ -265,7 +302,8 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
         config = self.config
         model_args = {**config.student_kwargs, "in_chans": 3}
         exported = TimmWrapperForImageClassification(
-            TimmWrapperConfig(architecture=config.student_name, model_args=model_args, id2label=dict(config.id2label))
+            TimmWrapperConfig(architecture=config.student_name, model_args=model_args, id2label=dict(config.id2label),
+                              pretrained_cfg=dict(config.pretrained_cfg))
         )
         timm_model = exported.timm_model
         state = dict(self.student.state_dict())
@@ -289,8 +327,6 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
         timm_model.load_state_dict(state)  # strict: any other difference of layout is an error
         exported.to(self.probe.weight.device).eval()
         exported.save_pretrained(save_directory)
-        if image_processor is not None:
-            image_processor.save_pretrained(save_directory)
         if not timm.models.model_entrypoint(config.student_name).__module__.startswith("timm."):
             logger.warning(
                 f"{config.student_name!r} is not one of timm's own models: `import gendd_hf` (or the module that "
@@ -364,7 +400,8 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
             teacher_features (`torch.Tensor` of shape `(B, d_t)`, *optional*): the teacher's pooled features of the
                 same views; required in training, optional in eval (then the losses are computed too).
             inference_path (`str`, *optional*): `"sampled"` or `"probe"`, overriding `config.inference_path`.
-            generator (`torch.Generator`, *optional*): noise source of the sampled path.
+            generator (`torch.Generator`, *optional*): noise source of the sampled path; without it each image's
+                noise comes from `sampling_config.seed`, so its logits do not depend on its batch.
             return_loss (`bool`, *optional*, defaults to `True`): `False` skips the GenDD losses (and the need for
                 `teacher_features` in training), for objectives built on `student_features`, such as the baselines
                 and stage 1 of `GenDDTrainer`.

@@ -24,13 +24,13 @@ from transformers import (
     EvalPrediction,
     HfArgumentParser,
     TrainerCallback,
-    ViTImageProcessor,
     default_data_collator,
     set_seed,
 )
 
-from .configuration_gendd import GenDDConfig, SAMPLERS
+from .configuration_gendd import SAMPLERS, GenDDConfig, GenDDSamplingConfig
 from .data import build_transforms, load_image_dataset, mixup_fn
+from .data.transforms import eval_data_config
 from .data.imagenet_lt import LongTailMetrics, class_groups
 from .data.transforms import IMAGENET_PRESETS
 from .hub import push_model_folder
@@ -60,8 +60,9 @@ IMAGENET_RECIPES = {
 
 
 def _gendd_default(name: str):
-    """`GenDDConfig`'s default (the paper's value) of a model setting, so that the recipes never restate it."""
-    return inspect.signature(GenDDConfig.__init__).parameters[name].default
+    """`GenDDConfig`'s (or `GenDDSamplingConfig`'s) default, the paper's value, so that the recipes never restate it."""
+    parameters = inspect.signature(GenDDConfig.__init__).parameters
+    return parameters[name].default if name in parameters else getattr(GenDDSamplingConfig(), name)
 
 
 def parse_json_dict(value: str | Mapping | None, name: str) -> dict:
@@ -408,13 +409,14 @@ def build_model(
         diffusion_batch_mul=args.diffusion_batch_mul,
         feature_mixup_beta=args.feature_mixup_beta,
         cond_drop_prob=args.cond_drop_prob,
-        num_inference_steps=args.num_inference_steps,
-        guidance_scale=args.guidance_scale,
-        num_samples=args.num_samples,
-        sampler=args.sampler,
         **labels,
     )
-    return GenDDForImageClassification(config)
+    model = GenDDForImageClassification(config)
+    model.sampling_config = GenDDSamplingConfig(
+        sampler=args.sampler, num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
+        num_samples=args.num_samples,
+    )
+    return model
 
 
 def check_recipe_inputs(
@@ -500,8 +502,8 @@ def recipe_card_info(
         + f", mixup {args.mixup_alpha}, cutmix {args.cutmix_alpha}, label smoothing {args.label_smoothing}."
     )
     eval_name = args.eval_dataset_name or args.dataset_name
-    return ModelCardInfo.from_config(
-        model.config,
+    return ModelCardInfo.from_model(
+        model,
         model_name=(training_args.hub_model_id or str(Path(training_args.output_dir).resolve())).split("/")[-1],
         teacher=teacher,
         dataset=_dataset_card_name(eval_name),
@@ -528,8 +530,8 @@ def run_recipe(
     """Train a GenDD student (or a baseline) as `args` and `training_args` say, evaluate it, save it to
     `training_args.output_dir` with its image processor and model card, and push it with `--push_to_hub`.
 
-    The saved config records the evaluation preprocessing (`config.preprocessing`), so that [`evaluate_folder`]
-    scores the folder as the run did. The Trainer itself never pushes: the final folder goes up once, at the end,
+    The saved config records the evaluation transform (`config.pretrained_cfg`, also the image processor's config),
+    so that [`evaluate_folder`] and `pipeline()` score the folder as the run did. The Trainer itself never pushes: the final folder goes up once, at the end,
     without the resume-only pickles (see `gendd_hf.hub.PUSHED_FILES`).
 
     Returns:
@@ -545,7 +547,8 @@ def run_recipe(
     check_recipe_inputs(args, training_args, teacher, data_config, train, evaluation)
     compute_metrics = recipe_metrics(args, train, evaluation, teacher.num_classes, training_args.inference_paths)
     model = build_model(args, teacher, label_names(teacher, train, evaluation))
-    model.config.preprocessing = {"data_config": data_config, "augmentation": args.augmentation}
+    # The evaluation transform's config: saved in config.json, it is also the image processor's.
+    model.config.pretrained_cfg = eval_data_config(data_config, args.augmentation)
 
     augment = not args.no_augmentation
     if args.teacher_outputs:
@@ -567,9 +570,7 @@ def run_recipe(
         eval_dataset=None if evaluation is None else with_pixel_values(evaluation, eval_transform),
         data_collator=default_data_collator,
         compute_metrics=compute_metrics,
-        processing_class=build_image_processor(
-            model, image_size=data_config["input_size"][1:], mean=data_config["mean"], std=data_config["std"]
-        ),
+        processing_class=build_image_processor(model),
         callbacks=list(callbacks or []),
     )
     # ---- train, evaluate, save
@@ -608,41 +609,16 @@ def recipe_main(
 
 
 # ---- evaluation of a saved folder -----------------------------------------------------------------------------------
-def folder_data_config(model: GenDDForImageClassification, folder: str) -> tuple[dict, str]:
-    """`(timm data config, transform preset)` of a saved folder: as its recipe recorded it in the config, else the
-    resize and normalisation of its saved image processor."""
-    preprocessing = getattr(model.config, "preprocessing", None)
-    if preprocessing:
-        return dict(preprocessing["data_config"]), preprocessing["augmentation"]
-    try:
-        processor = ViTImageProcessor.from_pretrained(folder)
-    except OSError as error:
-        raise ValueError(
-            f"{folder} records no preprocessing (config.preprocessing) and has no image processor; save one with "
-            "gendd_hf.image_processing.build_image_processor(model).save_pretrained(folder)."
-        ) from error
-    in_chans = model.config.in_chans
-    size = processor.size
-    data_config = {
-        "input_size": (in_chans, size["height"], size["width"]),
-        "mean": tuple(processor.image_mean[:in_chans]),
-        "std": tuple(processor.image_std[:in_chans]),
-        "crop_pct": 1.0,
-    }
-    return data_config, "small"  # "small" evaluates with a plain resize, like the image processor
-
-
 def evaluate_folder(eval_args: EvaluateArguments, training_args: GenDDTrainingArguments) -> dict[str, float]:
     """Top-1 and top-5 of a saved GenDD folder on a labelled split, for each path of
     `training_args.eval_inference_paths` (`eval_sampled_top1`, ..., `eval_probe_top5`), and with
     `--shot_metrics_split` the many / medium / few-shot top-1 (`eval_probe_few_top1`, ...).
 
-    Without the teacher (the model holds its classifier; no loss is computed) and with the transform the run
-    recorded: with the run's `per_device_eval_batch_size` and process count, the sampling noise is drawn as in the
-    run's `GenDDTrainer.evaluate`, and the scores are the same.
+    Without the teacher (the model holds its classifier; no loss is computed) and with the evaluation transform the
+    run saved (`config.pretrained_cfg`, the image processor's config); each image's sampling noise comes from its
+    seed, as in the run's `GenDDTrainer.evaluate`, so the scores are the same.
     """
     model = GenDDForImageClassification.from_pretrained(eval_args.model_name_or_path)
-    data_config, preset = folder_data_config(model, eval_args.model_name_or_path)
     dataset = _load(eval_args.dataset_name, eval_args.dataset_config, eval_args.eval_split, False,
                     eval_args.image_column, eval_args.label_column, eval_args.max_eval_samples)
     if "label" not in dataset.column_names:
@@ -659,7 +635,8 @@ def evaluate_folder(eval_args: EvaluateArguments, training_args: GenDDTrainingAr
                              f"no label column (columns: {train.column_names}); pass --label_column NAME.")
         compute_metrics = LongTailMetrics(class_groups(train, model.config.num_labels), training_args.inference_paths)
     # Without labels, `predict` returns the per-path logits and computes no loss, which needs the teacher.
-    unlabeled = with_pixel_values(dataset.remove_columns("label"), build_transforms(data_config, False, preset))
+    eval_transform = build_transforms(model.config.pretrained_cfg, is_training=False)
+    unlabeled = with_pixel_values(dataset.remove_columns("label"), eval_transform)
     trainer = GenDDTrainer(model, training_args, data_collator=default_data_collator)
     predictions = trainer.predict(unlabeled).predictions
     metrics = compute_metrics(EvalPrediction(predictions=predictions, label_ids=labels))
@@ -678,7 +655,6 @@ __all__ = [
     "build_model",
     "check_recipe_inputs",
     "evaluate_folder",
-    "folder_data_config",
     "label_names",
     "load_recipe_datasets",
     "load_teacher",

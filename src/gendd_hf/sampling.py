@@ -7,6 +7,7 @@ siblings.
 
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+from diffusers.utils.torch_utils import randn_tensor
 
 from .configuration_gendd import CHAIN_SAMPLERS, NOISE_SCHEDULES, SAMPLERS
 from .diffusion import apply_guidance
@@ -94,6 +95,11 @@ def guided_output(
     return torch.cat([eps, output[0, ..., k:]], dim=-1)
 
 
+def image_generators(batch_size: int, seed: int, device: torch.device) -> list[torch.Generator]:
+    """One generator per image, all seeded with `seed`: every image draws the same noise whatever its batch."""
+    return [torch.Generator(device).manual_seed(seed) for _ in range(batch_size)]
+
+
 @torch.no_grad()
 def sample_tokens(
     head,
@@ -103,21 +109,23 @@ def sample_tokens(
     num_inference_steps: int,
     guidance_scale: float,
     num_samples: int,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | list[torch.Generator] | None = None,
     first_step_range: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Run the reverse chain for every (sample, draw, token) at once.
 
     Args:
         head (`DiffusionHead`): the denoiser.
-        condition (`torch.Tensor` of shape `(B, n, w)`): `head.embed_condition(z)`.
-        null_condition (`torch.Tensor` of shape `(n, w)`): the dropped condition, `head.embed_condition(0)`.
+        condition (`torch.Tensor` of shape `(B, n, w)`): `head.embed_condition(condition_norm(z))`.
+        null_condition (`torch.Tensor` of shape `(n, w)`): the dropped condition, `head.null_condition()`.
         scheduler: from `make_scheduler`; its `set_timesteps` is called here.
         guidance_scale (`float`): 1.0 runs the conditional branch only; otherwise both branches share one
             head call per step.
-        generator (`torch.Generator`, *optional*): the only source of noise, for reproducible samples.
+        generator (`torch.Generator` or a list of `B` of them, *optional*): the only source of noise. A list gives
+            each image its own (`image_generators`: an image's samples do not depend on its batch); one generator
+            draws the batch's noise at once, as diffusers pipelines do.
         first_step_range (`tuple` of two `(n, k)` tensors, *optional*): per-coordinate bounds of the first step's
-            predicted `x_0` (`GenDDConfig.clamp_first_step`); later steps are never clamped.
+            predicted `x_0` (`GenDDSamplingConfig.clamp_first_step`); later steps are never clamped.
 
     Returns:
         `torch.Tensor` of shape `(B, num_samples, n, k)`.
@@ -125,7 +133,10 @@ def sample_tokens(
     batch, num_tokens, _ = condition.shape
     k = head.token_dim
     shape = (batch, num_samples, num_tokens, k)
-    sample = torch.randn(shape, generator=generator, device=condition.device, dtype=condition.dtype)
+    # The scheduler steps on `(B, num_samples * n * k)`, so that its noise is drawn per image from a list of
+    # generators; with a learned variance its model output is `[epsilon | variance values]` along that axis.
+    flat = (batch, num_samples * num_tokens * k)
+    sample = randn_tensor(flat, generator=generator, device=condition.device, dtype=condition.dtype).reshape(shape)
     sample = sample * scheduler.init_noise_sigma
     condition = branch_conditions(condition, null_condition, guidance_scale)
     learned_variance = uses_learned_variance(scheduler)
@@ -133,13 +144,14 @@ def sample_tokens(
     for index, t in enumerate(scheduler.timesteps):
         model_input = scheduler.scale_model_input(sample, t)
         output = guided_output(head, model_input, t, condition, guidance_scale)
+        eps = output[..., :k]
         if index == 0 and first_step_range is not None:
             alpha_prod = scheduler.alphas_cumprod[int(t)].to(sample.device, sample.dtype)
-            eps = clamp_denoised(output[..., :k], sample, alpha_prod, *first_step_range)
-            output = torch.cat([eps, output[..., k:]], dim=-1)
-        if not learned_variance:
-            output = output[..., :k]
-        step = scheduler.step(output.reshape(-1, output.shape[-1]), t, sample.reshape(-1, k), generator=generator)
+            eps = clamp_denoised(eps, sample, alpha_prod, *first_step_range)
+        model_output = eps.reshape(flat)
+        if learned_variance:
+            model_output = torch.cat([model_output, output[..., k:].reshape(flat)], dim=1)
+        step = scheduler.step(model_output, t, sample.reshape(flat), generator=generator)
         sample = step.prev_sample.reshape(shape)
     return sample
 

@@ -256,8 +256,9 @@ class GenDDTrainer(Trainer):
     `evaluate()` returns `eval_loss` and, for each path of `args.inference_paths`, `eval_{path}_top1` and
     `eval_{path}_top5` (fractions, from the packaged `top_k_accuracy` metric over the whole gathered eval set):
     `sampled` and/or `probe` for GenDD, `probe` for the baselines, `projection` in stage 1. The sampled path uses the
-    model config's sampling settings unless `args.eval_*` override them, with noise from a generator seeded by
-    `args.eval_seed`; evaluation runs in a forked RNG, so it does not change the training run. `predict()` returns
+    model's `sampling_config` unless `args.eval_*` override it; each image's noise comes from its seed, as in
+    `pipeline()`, so a saved model scores the same there. Evaluation runs in a forked RNG, so it does not change the
+    training run. `predict()` returns
     the tuple of per-path logits in the same order.
 
     Checkpoints are the Trainer's: `model.safetensors` and `config.json` (with the model code, for
@@ -319,7 +320,6 @@ class GenDDTrainer(Trainer):
         self.mixup_fn = mixup_fn
         if args.stage == "main":
             self.add_callback(AdamBeta2Callback(args.adam_beta2_start, args.adam_beta2_end))
-        self._eval_generator = None
         # Loss terms summed since the last log, and the optimizer steps they cover.
         self._logged_terms: dict[str, torch.Tensor] = {}
         self._logged_steps = 0.0
@@ -474,12 +474,11 @@ class GenDDTrainer(Trainer):
 
     # ---- evaluation -----------------------------------------------------------------------------------------------
     def evaluation_loop(self, *args, **kwargs):
-        """`Trainer.evaluation_loop` in a forked RNG seeded with `args.eval_seed`: reproducible scores, and a training
-        run that does not depend on when it evaluates."""
+        """`Trainer.evaluation_loop` in a forked RNG (the evaluation loss draws timesteps and noise): reproducible
+        scores, and a training run that does not depend on when it evaluates."""
         device = self.args.device
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(self.args.eval_seed)
-            self._eval_generator = torch.Generator(device).manual_seed(self.args.eval_seed)
+            torch.manual_seed(self.args.eval_seed or 0)
             return super().evaluation_loop(*args, **kwargs)
 
     def prediction_step(self, model, inputs, prediction_loss_only: bool, ignore_keys=None):
@@ -511,8 +510,8 @@ class GenDDTrainer(Trainer):
             num_inference_steps=args.eval_num_inference_steps,
             guidance_scale=args.eval_guidance_scale,
             num_samples=args.eval_num_samples,
-            generator=self._eval_generator,
             sampler=args.eval_sampler,
+            seed=args.eval_seed,
         )
         return model.classify_features(features)
 

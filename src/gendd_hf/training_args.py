@@ -76,18 +76,20 @@ class GenDDTrainingArguments(TrainingArguments):
         },
     )
     eval_num_inference_steps: int | None = field(
-        default=None, metadata={"help": "Sampling steps in evaluation (default: the model config's)."}
+        default=None, metadata={"help": "Sampling steps in evaluation (default: the model's sampling_config)."}
     )
     eval_guidance_scale: float | None = field(
-        default=None, metadata={"help": "Guidance scale in evaluation (default: the model config's)."}
+        default=None, metadata={"help": "Guidance scale in evaluation (default: the model's sampling_config)."}
     )
     eval_num_samples: int | None = field(
-        default=None, metadata={"help": "Feature samples averaged per image in evaluation (default: the config's)."}
+        default=None, metadata={"help": "Feature samples averaged per image in evaluation (default: the model's)."}
     )
     eval_sampler: str | None = field(
-        default=None, metadata={"help": f"Sampler in evaluation, one of {list(SAMPLERS)} (default: the config's)."}
+        default=None, metadata={"help": f"Sampler in evaluation, one of {list(SAMPLERS)} (default: the model's)."}
     )
-    eval_seed: int = field(default=0, metadata={"help": "Seed of the sampling noise in evaluation."})
+    eval_seed: int | None = field(
+        default=None, metadata={"help": "Seed of the sampling noise in evaluation (default: the model's sampling seed)."}
+    )
     teacher_features_column: str = field(
         default="teacher_features",
         metadata={"help": "Batch key of precomputed teacher features; when present the teacher is not run."},

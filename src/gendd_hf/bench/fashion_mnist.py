@@ -35,7 +35,6 @@ from torch.utils.data import Dataset
 from ..configuration_gendd import GenDDConfig
 from ..data import FASHION_MNIST_LABEL_NAMES, load_digits_unlabeled, load_fashion_mnist, shot_accuracy, shot_groups
 from ..data.long_tail import long_tailed_class_counts
-from ..image_processing import build_image_processor
 from ..model_card import ModelCardInfo, write_model_card
 from ..modeling_gendd import GenDDForImageClassification
 from . import fast_sampling
@@ -191,8 +190,14 @@ def teacher_outputs(teacher: TimmTeacher, pixels: torch.Tensor, batch_size: int 
     return torch.cat([o.features for o in outputs]), torch.cat([o.logits for o in outputs])
 
 
-def student_config(settings: BenchSettings, method: str, teacher: TimmTeacher) -> GenDDConfig:
-    return GenDDConfig(
+# timm's data config of the benchmark's evaluation transform: 28x28 grayscale, normalised; no resize or crop.
+DATA_CONFIG = {"input_size": (1, 28, 28), "interpolation": "bilinear", "mean": (MEAN,), "std": (STD,),
+               "crop_pct": 1.0, "crop_mode": "center"}
+
+
+def new_student(settings: BenchSettings, method: str, teacher: TimmTeacher) -> GenDDForImageClassification:
+    """A fresh student for `method`, holding the teacher classifier and the benchmark's sampling settings."""
+    config = GenDDConfig(
         student_name=settings.student_name,
         student_kwargs={"in_chans": 1},
         teacher_feature_dim=teacher.feature_dim,
@@ -200,27 +205,31 @@ def student_config(settings: BenchSettings, method: str, teacher: TimmTeacher) -
         head_width=settings.head_width,
         diffusion_batch_mul=settings.diffusion_batch_mul,
         contraction=0.0 if method == "gendd_unsup" else settings.contraction,
-        num_inference_steps=settings.num_inference_steps,
-        guidance_scale=settings.guidance_scale,
-        num_samples=settings.num_samples,
         inference_path="sampled" if method in BENCH_GENDD_METHODS else "probe",
+        pretrained_cfg=DATA_CONFIG,
         id2label=dict(enumerate(FASHION_MNIST_LABEL_NAMES)),
     )
+    model = GenDDForImageClassification(config)
+    model.set_teacher_classifier(teacher.classifier_weight, teacher.classifier_bias)
+    model.sampling_config = model.sampling_config.update(
+        num_inference_steps=settings.num_inference_steps, guidance_scale=settings.guidance_scale,
+        num_samples=settings.num_samples,
+    )
+    return model
 
 
 @torch.no_grad()
 def predict(model: GenDDForImageClassification, pixels: torch.Tensor, path: str, seed: int = 0,
             batch_size: int = 500, **sampling) -> torch.Tensor:
-    """Logits of one inference path over `pixels`, batched; sampling noise from a generator seeded by `seed`."""
+    """Logits of one inference path over `pixels`, batched; each image's sampling noise seeded by `seed`."""
     model.eval()
-    generator = torch.Generator().manual_seed(seed)
     logits = []
     for i in range(0, len(pixels), batch_size):
         batch = pixels[i : i + batch_size]
         if path == "probe":
             logits.append(model(batch, inference_path="probe").logits)
         else:
-            logits.append(model.classify_features(model.generate_features(batch, generator=generator, **sampling)))
+            logits.append(model.classify_features(model.generate_features(batch, seed=seed, **sampling)))
     return torch.cat(logits)
 
 
@@ -233,8 +242,7 @@ def train_student(method, seed, train, steps, settings, teacher, output_dir) -> 
     stage 1 (the projected student feature through the frozen teacher classifier, cross-entropy) for
     `stage1_fraction` of them, then GenDD from its student (`init_from`) for the rest."""
     torch.manual_seed(seed)
-    model = GenDDForImageClassification(student_config(settings, method, teacher))
-    model.set_teacher_classifier(teacher.classifier_weight, teacher.classifier_bias)
+    model = new_student(settings, method, teacher)
     run_dir = output_dir / f"{method}-seed{seed}"
     stages = [(method, "main", steps, None)]
     if method == "gendd_full":
@@ -243,8 +251,7 @@ def train_student(method, seed, train, steps, settings, teacher, output_dir) -> 
     for stage_method, stage, stage_steps, init_from in stages:
         if init_from is not None:
             torch.manual_seed(seed)
-            model = GenDDForImageClassification(student_config(settings, method, teacher))
-            model.set_teacher_classifier(teacher.classifier_weight, teacher.classifier_bias)
+            model = new_student(settings, method, teacher)
         epochs = stage_steps * settings.batch_size / len(train)
         args = training_args(run_dir, stage_method, epochs, seed, settings, stage=stage,
                              init_from=None if init_from is None else str(init_from))
@@ -402,12 +409,11 @@ def plot(summary: dict, costs: dict | None, output_dir: Path) -> list[Path]:
 
 
 def save_student(model: GenDDForImageClassification, folder: Path) -> Path:
-    model.save_pretrained(folder)
-    build_image_processor(model, image_size=28, mean=(MEAN,), std=(STD,)).save_pretrained(folder)
+    model.save_pretrained(folder)  # config.json carries the image processor (DATA_CONFIG)
     return folder
 
 
-def student_card(config: GenDDConfig, settings: BenchSettings, record: dict, teacher_top1: float,
+def student_card(model: GenDDForImageClassification, settings: BenchSettings, record: dict, teacher_top1: float,
                  sampled_top1: float, costs: dict | None = None) -> ModelCardInfo:
     """The saved GenDD student's model card: both paths' accuracy, the schedule and, after the inference sweep,
     accuracy against cost."""
@@ -415,8 +421,8 @@ def student_card(config: GenDDConfig, settings: BenchSettings, record: dict, tea
              f"{record['seed']}: 28x28 grayscale, no augmentation, teacher outputs computed once. Head width "
              f"{settings.head_width}, multiplier {settings.diffusion_batch_mul} (CPU choices). The probe path is "
              f"scored on the 10,000 test images, the sampled path on the first {settings.sampled_eval_size}.")
-    return ModelCardInfo.from_config(
-        config,
+    return ModelCardInfo.from_model(
+        model,
         model_name=f"gendd-{settings.student_name}-fashion-mnist",
         teacher=f"timm `{settings.teacher_name}` trained here on Fashion-MNIST ({settings.teacher_epochs:g} epochs, "
                 f"{100 * teacher_top1:.2f} top-1)",
@@ -458,9 +464,8 @@ def sweep_inference(folder: Path, settings: BenchSettings, log) -> dict:
     default = best or next(row for row in results if row["setting"] == paper.name)
     # The mean sampler takes no steps or samples: the config keeps the paper's, so `sampler="ddpm"` restores it.
     names = ("sampler", "guidance_scale") + (() if default["sampler"] == "mean" else ("num_inference_steps", "num_samples"))
-    for name in names:
-        setattr(model.config, name, default[name])
-    model.config.save_pretrained(folder)
+    model.sampling_config = model.sampling_config.update(**{name: default[name] for name in names})
+    model.sampling_config.save_pretrained(folder)
     return {"num_images": n, "results": results, "best_fast": best, "default": default["setting"],
             "selection": {"images": [n, 2 * n], "results": selection, "chosen": chosen}}
 
@@ -525,8 +530,7 @@ def run(command: str, settings: BenchSettings, output_dir: Path, cache_dir: Path
             records.append(record)
             if setting == "fashion_mnist" and method == "gendd" and seed == settings.seeds[0]:
                 saved = save_student(model, output_dir / "gendd-student")
-                write_model_card(saved, student_card(model.config, settings, record, teacher_top1,
-                                                     record["sampled_top1"]))
+                write_model_card(saved, student_card(model, settings, record, teacher_top1, record["sampled_top1"]))
                 log(f"GenDD student saved to {saved}")
     results = {"command": command, "settings": asdict(settings), "teacher_top1": teacher_top1,
                "optimizer_steps_per_run": steps, "records": records, "summary": summarize(records),
@@ -641,9 +645,9 @@ def finish_with_sweep(output_dir: Path, log) -> dict:
     costs["seconds"] = time.perf_counter() - started
     record = next(r for r in results["records"] if r["setting"] == "fashion_mnist" and r["method"] == "gendd"
                   and r["seed"] == settings.seeds[0])
-    config = GenDDConfig.from_pretrained(folder)
+    model = GenDDForImageClassification.from_pretrained(folder)
     default_top1 = next(row["top1"] for row in costs["results"] if row["setting"] == costs["default"]) / 100
-    write_model_card(folder, student_card(config, settings, record, results["teacher_top1"], default_top1, costs))
+    write_model_card(folder, student_card(model, settings, record, results["teacher_top1"], default_top1, costs))
     results["inference_costs"] = costs
     write_results(results, settings, output_dir, log)
     log(f"model card: {folder / 'README.md'}")

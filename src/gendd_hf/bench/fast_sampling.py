@@ -20,9 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoImageProcessor
 
-from ..configuration_gendd import GenDDConfig
+from ..configuration_gendd import GenDDSamplingConfig
 from ..data import load_fashion_mnist, load_image_dataset
 from ..image_processing import build_image_processor
 from ..modeling_gendd import GenDDForImageClassification
@@ -57,7 +56,7 @@ class InferenceSetting:
         )
 
 
-_PAPER = GenDDConfig()
+_PAPER = GenDDSamplingConfig()
 PAPER_SETTING = InferenceSetting("ddpm", _PAPER.num_inference_steps, _PAPER.guidance_scale, _PAPER.num_samples)
 PROBE_SETTING = InferenceSetting()
 
@@ -86,11 +85,8 @@ def load_eval_dataset(dataset: str, split: str = "test", num_eval: int | None = 
 
 
 def load_model_and_processor(folder: str | Path):
-    """The GenDD model in eval mode and the image processor saved beside it (built from the student's timm data
-    config when the folder has none)."""
+    """The GenDD model in eval mode and its image processor (from its config's `pretrained_cfg`)."""
     model = GenDDForImageClassification.from_pretrained(folder).eval()
-    if (Path(folder) / "preprocessor_config.json").is_file():
-        return model, AutoImageProcessor.from_pretrained(folder)
     return model, build_image_processor(model)
 
 
@@ -100,8 +96,8 @@ def evaluate_settings(
 ) -> list[dict]:
     """Top-1, head evaluations per image and images per second of each setting on `rows` (`image`, `label`).
 
-    Images are converted to RGB as `pipeline("image-classification")` does; every sampled setting draws its noise
-    from a generator on `device` seeded with `seed`. Timings wait for the device to finish.
+    Images are converted to RGB as `pipeline("image-classification")` does; every sampled setting draws each image's
+    noise from its own generator seeded with `seed`, as the model does by default. Timings wait for the device.
     """
     device = torch.device(device)
     model = model.to(device)
@@ -121,15 +117,14 @@ def evaluate_settings(
     num_tokens = model.config.num_tokens
     results = []
     for setting in settings:
-        generator = torch.Generator(device).manual_seed(seed)
         begin = time.perf_counter()
         if setting.sampler is None:
             logits = torch.cat([model.probe(z) for z in student_features])
         else:
             logits = torch.cat([
                 model.classify_features(model.sample_features(
-                    z, setting.num_inference_steps, setting.guidance_scale, setting.num_samples, generator,
-                    setting.sampler,
+                    z, setting.num_inference_steps, setting.guidance_scale, setting.num_samples,
+                    sampler=setting.sampler, seed=seed,
                 ))
                 for z in student_features
             ])

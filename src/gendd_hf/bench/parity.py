@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from transformers import get_cosine_schedule_with_warmup
 
-from ..configuration_gendd import GenDDConfig
+from ..configuration_gendd import GenDDConfig, GenDDSamplingConfig
 from ..modeling_gendd import GenDDForImageClassification
 from ..trainer import GenDDTrainer
 from .fashion_mnist import BenchSettings, make_logger, predict, prepare, top1, train_set, training_args
@@ -145,15 +145,18 @@ class ReferenceStudent(nn.Module):
 
 
 # ---- the two arms ---------------------------------------------------------------------------------------------------
-def our_config(settings: ParitySettings, teacher) -> GenDDConfig:
-    return GenDDConfig(
+def our_model(settings: ParitySettings, teacher) -> GenDDForImageClassification:
+    model = GenDDForImageClassification(GenDDConfig(
         student_name="test_resnet", student_kwargs={"in_chans": 1}, teacher_feature_dim=teacher.feature_dim,
         token_dim=settings.token_dim, head_width=settings.head_width, head_depth=settings.head_depth,
         diffusion_batch_mul=settings.diffusion_batch_mul, contraction=settings.contraction,
         feature_mixup_beta=settings.feature_mixup_beta, cond_drop_prob=settings.cond_drop_prob,
-        num_inference_steps=settings.num_inference_steps, guidance_scale=settings.guidance_scale,
-        num_samples=settings.num_samples, num_labels=teacher.num_classes,
-    )
+        num_labels=teacher.num_classes,
+    ))
+    model.set_teacher_classifier(teacher.classifier_weight, teacher.classifier_bias)
+    model.sampling_config = GenDDSamplingConfig(num_inference_steps=settings.num_inference_steps,
+                                                guidance_scale=settings.guidance_scale, num_samples=settings.num_samples)
+    return model
 
 
 def batch_order(num_rows: int, settings: ParitySettings, seed: int) -> torch.Tensor:
@@ -214,8 +217,7 @@ def run_seed(reference: Reference, data, teacher, settings: ParitySettings, seed
     subset = slice(0, settings.sampled_eval_size)
 
     torch.manual_seed(seed)
-    ours = GenDDForImageClassification(our_config(settings, teacher))
-    ours.set_teacher_classifier(teacher.classifier_weight, teacher.classifier_bias)
+    ours = our_model(settings, teacher)
     # The same student and probe initialisation for the official model.
     student = ReferenceStudent(copy.deepcopy(ours.student), copy.deepcopy(ours.probe))
     classifier = nn.Linear(teacher.feature_dim, teacher.num_classes)

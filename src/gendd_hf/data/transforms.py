@@ -59,6 +59,16 @@ def _resolved_data_config(data_config: Mapping[str, Any]) -> dict:
     return resolve_data_config(args=dict(data_config))
 
 
+def eval_data_config(data_config: Mapping[str, Any], preset: TransformPreset = "regular") -> dict:
+    """timm's data config of the evaluation transform: `data_config` resolved, with `crop_pct` 1 for the `"small"`
+    preset (a plain resize of 28x28 / 32x32 data). Saved as the model's `pretrained_cfg`, it is also the config of
+    its image processor, so `pipeline()` preprocesses as the evaluation does."""
+    config = _resolved_data_config(data_config)
+    if preset == "small":
+        config["crop_pct"] = 1.0
+    return config
+
+
 def build_transforms(
     data_config: Mapping[str, Any], is_training: bool, preset: TransformPreset = "regular"
 ) -> Callable:
@@ -73,18 +83,18 @@ def build_transforms(
             - `"regular"`: RandomResizedCrop + horizontal flip (ImageNet 100-epoch recipe);
             - `"a2"` / `"a1"`: the same plus RandAugment `rand-m7-mstd0.5-inc1` ("ResNet strikes back");
             - `"small"`: random crop of the input size after 4-pixel zero padding + flip, for 28x28 / 32x32 data.
-            Evaluation is resize + center crop (`crop_pct`) for the ImageNet presets and a plain resize to the
-            input size for `"small"`.
+            Evaluation is timm's evaluation transform of `eval_data_config(data_config, preset)` for every preset:
+            resize + center crop at `crop_pct` (1 for `"small"`), the transform of the saved image processor.
 
     Returns:
         A callable mapping a PIL image to a float tensor of shape `input_size`.
     """
     if preset not in (*IMAGENET_PRESETS, "small"):
         raise ValueError(f"preset must be one of {[*IMAGENET_PRESETS, 'small']}, got {preset!r}.")
-    config = _resolved_data_config(data_config)
+    config = _resolved_data_config(data_config) if is_training else eval_data_config(data_config, preset)
     in_chans, height, width = config["input_size"]
     to_mode = ConvertImageMode(_PIL_MODE_FOR_CHANNELS[in_chans])
-    if preset != "small":
+    if preset != "small" or not is_training:
         train_options = IMAGENET_PRESETS[preset] if is_training else {}
         timm_transform = create_transform(
             input_size=config["input_size"],
@@ -97,16 +107,12 @@ def build_transforms(
             **train_options,
         )
         return transforms.Compose([to_mode, *timm_transform.transforms])
-    augment = (
-        [transforms.RandomCrop((height, width), padding=SMALL_IMAGE_PADDING), transforms.RandomHorizontalFlip()]
-        if is_training
-        else []
-    )
     return transforms.Compose(
         [
             to_mode,
             transforms.Resize((height, width), interpolation=str_to_interp_mode(config["interpolation"])),
-            *augment,
+            transforms.RandomCrop((height, width), padding=SMALL_IMAGE_PADDING),
+            transforms.RandomHorizontalFlip(),
             transforms.ToTensor(),
             transforms.Normalize(mean=config["mean"], std=config["std"]),
         ]
@@ -208,6 +214,7 @@ class EvenBatchMixup:
 
 __all__ = [
     "IMAGENET_PRESETS",
+    "eval_data_config",
     "ConvertImageMode",
     "EvenBatchMixup",
     "ImageCollator",
