@@ -197,6 +197,9 @@ def test_benchmark_script_end_to_end(tmp_path, capsys):
     model = tiny_model()
     model.config.pretrained_cfg = {"input_size": (1, 28, 28), "mean": (0.5,), "std": (0.5,), "crop_pct": 1.0}
     model.save_pretrained(tmp_path / "model")
+    other = tiny_model(1)
+    other.config.pretrained_cfg = model.config.pretrained_cfg
+    other.save_pretrained(tmp_path / "other")
     processor = build_image_processor(model)
     rng = np.random.default_rng(0)
     images = (rng.random((6, 28, 28)) * 255).astype("uint8")
@@ -204,7 +207,8 @@ def test_benchmark_script_end_to_end(tmp_path, capsys):
     dataset_from_arrays(images, labels, label_names=["cat", "dog", "fox"]).save_to_disk(str(tmp_path / "data"))
 
     report = fast_sampling.main([
-        "--model", str(tmp_path / "model"), "--dataset", str(tmp_path / "data"), "--num_eval", "5",
+        "--model", str(tmp_path / "model"), str(tmp_path / "other"), "--dataset", str(tmp_path / "data"),
+        "--num_eval", "5",
         "--steps", "1,2", "--samplers", "ddim,dpm_solver", "--batch_size", "3", "--output", str(tmp_path / "out"),
     ])
     printed = capsys.readouterr().out
@@ -219,7 +223,28 @@ def test_benchmark_script_end_to_end(tmp_path, capsys):
                        return_tensors="pt")["pixel_values"]
     with torch.no_grad():
         probe_top1 = (model.eval()(pixels, inference_path="probe").logits.argmax(-1) == torch.tensor(labels[:5]))
-    assert rows["probe"]["top1"] == pytest.approx(100 * probe_top1.float().mean().item())
+    assert rows["probe"]["top1_per_model"][0] == pytest.approx(100 * probe_top1.float().mean().item())
+    # Top-1 is the mean over the two models.
+    for row in report["results"]:
+        assert row["top1"] == pytest.approx(sum(row["top1_per_model"]) / 2)
     assert rows["probe"]["head_evaluations_per_image"] == 0
     assert all(math.isfinite(row["images_per_second"]) and row["images_per_second"] > 0 for row in report["results"])
     assert report["best_fast"] == best_fast_setting(report["results"])
+
+
+def test_synthetic_errors_measure_each_setting_against_the_64_step_chain():
+    settings = [InferenceSetting(), InferenceSetting("ddpm", 64, 1.0, 1), InferenceSetting("ddim", 2, 2.0, 1),
+                InferenceSetting("mean", 1, 1.0)]
+    errors = fast_sampling.synthetic_errors(settings, steps=20, draws=8)
+    assert set(errors) == {"ddpm 64 steps g1 x1", "ddim 2 steps g2 x1", "mean g1"}  # no probe row
+    assert errors["ddpm 64 steps g1 x1"] == 0.0  # the reference chain itself, same noise
+    assert all(math.isfinite(error) and error > 0 for name, error in errors.items() if name != "ddpm 64 steps g1 x1")
+
+
+def test_best_fast_setting_with_synthetic_errors_needs_both():
+    paper = _row(PAPER_SETTING, 5120, 90.0)
+    ok = _row(InferenceSetting("ddim", 2, 2.0, 1), 32, 89.9)
+    better_but_biased = _row(InferenceSetting("mean", 1, 2.0, 1), 16, 90.1)
+    synthetic = {ok["setting"]: 0.05, better_but_biased["setting"]: 0.4}
+    assert best_fast_setting([paper, ok, better_but_biased])["setting"] == "mean g2"
+    assert best_fast_setting([paper, ok, better_but_biased], synthetic)["setting"] == "ddim 2 steps g2 x1"

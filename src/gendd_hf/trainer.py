@@ -38,6 +38,7 @@ from .callbacks import AdamBeta2Callback
 from .losses import dkd_loss, kd_loss, soft_cross_entropy
 from .metrics import top_k_accuracy
 from .modeling_gendd import GenDDForImageClassification, GenDDImageClassifierOutput
+from .one_pass import OnePassConfig, distil_probe
 from .schedules import step_decay_scheduler
 from .teacher import TimmTeacher, first_conv_in_channels
 from .training_args import GENDD_METHODS, PROJECTION_PATH, UNSUPERVISED_METHODS, GenDDTrainingArguments
@@ -329,7 +330,19 @@ class GenDDTrainer(Trainer):
         """`Trainer.train`, with a clear error when `resume_from_checkpoint` is not a Trainer checkpoint folder."""
         if isinstance(resume_from_checkpoint, (str, os.PathLike)):
             check_checkpoint(resume_from_checkpoint)
-        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        if self.args.one_pass:
+            self.one_pass_report = self.distil_probe()
+            self.log({f"one_pass_{k}": v for k, v in self.one_pass_report.items() if k in ("mse", "top1_agreement")})
+        return output
+
+    def distil_probe(self) -> dict:
+        """One-pass GenDD (`args.one_pass`): refit the probe to the sampled path on (up to 10,000 of) the training
+        images (`gendd_hf.one_pass.distil_probe`), every process on all of them. Save the model afterwards."""
+        model = self.accelerator.unwrap_model(self.model)
+        batches = (batch["pixel_values"] for batch in self.get_train_dataloader())
+        config = OnePassConfig(guidance_scale=self.args.one_pass_guidance_scale)  # the model's sampler, one sample
+        return distil_probe(model, batches, config, gather=self.accelerator.gather)
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
         """The schedule of `args.lr_scheduler_type`, or the step decay that `args.lr_scheduler_kwargs` asks for

@@ -90,6 +90,15 @@ class GenDDTrainingArguments(TrainingArguments):
     eval_seed: int | None = field(
         default=None, metadata={"help": "Seed of the sampling noise in evaluation (default: the model's sampling seed)."}
     )
+    one_pass: bool = field(
+        default=False,
+        metadata={"help": "After GenDD training, refit the probe to the sampled path (one sample per image, up to "
+                          "10,000 training images (gendd_hf.one_pass), so the probe path and export_student() give the "
+                          "sampled path's answer in one student forward pass."},
+    )
+    one_pass_guidance_scale: float | None = field(
+        default=None, metadata={"help": "Guidance scale of the sampled path one_pass distils (default: the model's)."}
+    )
     teacher_features_column: str = field(
         default="teacher_features",
         metadata={"help": "Batch key of precomputed teacher features; when present the teacher is not run."},
@@ -143,6 +152,10 @@ class GenDDTrainingArguments(TrainingArguments):
               "use a value >= 0 or None")
         check("eval_sampler", self.eval_sampler is None or self.eval_sampler in SAMPLERS,
               f"use one of {list(SAMPLERS)} or None")
+        check("one_pass", not self.one_pass or (self.method in GENDD_METHODS and self.stage == "main"),
+              f"one_pass distils the diffusion head: use it with method in {list(GENDD_METHODS)} and stage='main'")
+        check("one_pass_guidance_scale", self.one_pass_guidance_scale is None or self.one_pass_guidance_scale >= 0,
+              "use a value >= 0 or None")
 
     @property
     def uses_labels(self) -> bool:

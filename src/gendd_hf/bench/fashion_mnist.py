@@ -3,20 +3,21 @@
 `python -m gendd_hf.bench.fashion_mnist demo [--quick]` (`make demo`, `make demo-quick`) trains or reuses a cached
 teacher, distils a smaller student with GenDD and with KD, prints a table and saves the GenDD student.
 `python -m gendd_hf.bench.fashion_mnist bench` (`make bench`) runs every method over three seeds on the
-Fashion-MNIST train set, on non-target digits (unsupervised) and on a long-tailed split, then sweeps the inference
-settings of the seed-0 GenDD student (`gendd_hf.bench.fast_sampling`: samplers x steps, the one-step mean, the
-probe), makes the best fast one its saved default, writes its model card, and writes `results.json`, `results.md`
-and plots. `... sweep` reruns only that last stage on a finished bench.
+Fashion-MNIST train set, on non-target digits (unsupervised) and on a long-tailed split, saves every seed's GenDD
+student with its model card (`gendd-student`, `gendd-student-seed1`, ...), scores the one-pass student made from each
+(`gendd_one_pass`: the probe refitted to its sampled path, `gendd_hf.one_pass`) and writes
+`results.json`, `results.md` and a plot. The fast samplers are measured on the saved students by
+`gendd_hf.bench.fast_default`, serving costs by `gendd_hf.bench.serving`.
 
 Budget choices (2 CPU cores): the teacher is timm's `resnet10t` (4.9 M parameters, 512-d feature), the student
 timm's `test_resnet` (0.37 M, 13x smaller). There is no random augmentation, so the teacher's outputs are computed
 once per image and stored with the data: training never runs the teacher. Every training (teacher and students, all
 methods) runs in bfloat16 autocast (`bf16`, the CPU's AVX-512 BF16 units; evaluation stays in float32): a GenDD step
 takes 0.17 s instead of 0.32 s, which keeps `make bench` within 90 minutes with the full-recipe row. Side by side
-with the official code in float32 (`gendd_hf.bench.parity --bf16`, 3 seeds), it moved our probe by -0.10 points and
-the sampled path by -0.53 against -0.00 and -0.13 in float32, all within one seed-to-seed std (1.1-1.2 points). The sampled path is scored with the
-paper's sampler on a fixed subset of the test set (it costs 64 steps x 2 branches x 5 samples of the head per
-image); the probe path on the whole test set.
+with the official code in float32 (`gendd_hf.bench.parity --bf16`, 3 seeds, during development), it moved our probe
+by -0.10 points and the sampled path by -0.53, within one seed-to-seed std (1.1-1.2 points; docs/parity.md). The
+sampled path is scored with the paper's sampler on a fixed subset of the test set (it costs 64 steps x 2 branches x
+5 samples of the head per image); the probe path on the whole test set.
 """
 
 import argparse
@@ -37,7 +38,7 @@ from ..data import FASHION_MNIST_LABEL_NAMES, load_digits_unlabeled, load_fashio
 from ..data.long_tail import long_tailed_class_counts
 from ..model_card import ModelCardInfo, write_model_card
 from ..modeling_gendd import GenDDForImageClassification
-from . import fast_sampling
+from ..one_pass import distil_probe
 from ..teacher import TimmTeacher, timm_classifier
 from ..trainer import GenDDTrainer
 from ..training_args import GENDD_METHODS, GenDDTrainingArguments
@@ -75,7 +76,7 @@ class BenchSettings:
     methods: tuple[str, ...] = ("ce", "kd", "dkd", "gendd", "gendd_full", "gendd_unsup", "kl_unsup")
     nontarget_methods: tuple[str, ...] = ("gendd_unsup", "kl_unsup")
     lt_methods: tuple[str, ...] = ("ce", "kd", "gendd")
-    fast_steps: tuple[int, ...] = (1, 2, 4, 8, 16)  # step counts of the fast samplers in the inference sweep
+    one_pass: bool = True  # score `gendd_one_pass`, the one-pass student of each Fashion-MNIST GenDD student
 
 
 # The bench's GenDD rows: the methods, and the full recipe (stage 1, then GenDD) as `gendd_full`.
@@ -83,7 +84,7 @@ BENCH_GENDD_METHODS = (*GENDD_METHODS, "gendd_full")
 
 # The smoke run: 3,000 training images in batches of 64 (47 steps an epoch; 3 epochs for the students).
 QUICK = dict(teacher_epochs=1.0, epochs=3.0, batch_size=64, train_size=3000, test_size=1000, sampled_eval_size=100,
-             num_inference_steps=16, num_samples=2, seeds=(0,), fast_steps=(1, 4))
+             num_inference_steps=16, num_samples=2, seeds=(0,))
 
 
 class ArrayDataset(Dataset):
@@ -277,6 +278,7 @@ def run_method(method, seed, train, steps, data, settings, teacher, output_dir, 
         sampled_logits = predict(model, data["test_pixels"][subset], "sampled", seed=seed)
         record["sampled_images_per_second"] = len(sampled_logits) / (time.perf_counter() - start)
         record["sampled_top1"] = top1(sampled_logits, data["test_labels"][subset])
+        record["sampled_predictions"] = sampled_logits.argmax(-1)
         record["probe_top1_on_subset"] = top1(probe_logits[subset], data["test_labels"][subset])
     log(f"{method:12s} seed {seed}: " + ", ".join(
         f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float)))
@@ -333,8 +335,9 @@ def markdown_table(summary: dict, settings: BenchSettings, teacher_top1: float) 
         f"{len(settings.seeds)} seed(s), mean ± std. Probe: whole test set; sampled: first "
         f"{settings.sampled_eval_size} test images, {settings.num_inference_steps} steps, guidance "
         f"{settings.guidance_scale}, {settings.num_samples} samples. Many / medium / few: mean per-class probe top-1 "
-        "of the long-tailed split's classes with over 100, 20 to 100 and under 20 training images. Train s: wall "
-        "seconds of training.",
+        "of the long-tailed split's classes with over 100, 20 to 100 and under 20 training images. gendd_one_pass: "
+        "the gendd student's probe refitted to its sampled path (`gendd_hf.one_pass`), so one "
+        "student forward pass classifies. Train s: wall seconds of training (gendd_one_pass: gendd's plus the fit).",
         "",
         "| setting | method | probe top-1 | sampled top-1 | many (probe) | medium (probe) | few (probe) | train s |",
         "|---|---|---|---|---|---|---|---|",
@@ -349,14 +352,13 @@ def markdown_table(summary: dict, settings: BenchSettings, teacher_top1: float) 
     return "\n".join(lines) + "\n"
 
 
-def plot(summary: dict, costs: dict | None, output_dir: Path) -> list[Path]:
-    """Accuracy by method with error bars, and sampled accuracy against sampling steps (from the inference sweep)."""
+def plot(summary: dict, output_dir: Path) -> Path:
+    """Accuracy by method with error bars."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    paths = []
     fig, ax = plt.subplots(figsize=(10, 4))
     labels, x = list(summary), np.arange(len(summary))
     for offset, key, name in ((-0.2, "probe_top1", "probe"), (0.2, "sampled_top1", "sampled")):
@@ -370,42 +372,11 @@ def plot(summary: dict, costs: dict | None, output_dir: Path) -> list[Path]:
     ax.set_title("Fashion-MNIST test accuracy by setting/method")
     ax.legend()
     fig.tight_layout()
-    paths.append(output_dir / "accuracy_by_method.png")
-    fig.savefig(paths[-1], dpi=120)
+    path = output_dir / "accuracy_by_method.png"
+    fig.savefig(path, dpi=120)
     plt.close(fig)
+    return path
 
-    if costs:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        rows = costs["results"]
-        paper = fast_sampling.PAPER_SETTING
-        curves = {sampler: sorted((row["num_inference_steps"], row["top1"]) for row in rows if row["sampler"] == sampler
-                                  and row["guidance_scale"] == paper.guidance_scale
-                                  and row["num_samples"] == paper.num_samples)
-                  for sampler in sorted({row["sampler"] for row in rows} - {None, "mean"})}
-        # DDPM's "linspace" spacing puts a 1-step chain at t=0 (no denoising): such points would flatten the
-        # axis, so points far below the probe are drawn at the bottom edge with their value.
-        floor = min(row["top1"] for row in rows if row["sampler"] in (None, "mean")) - 15
-        for sampler, points in curves.items():
-            line, = ax.plot(*zip(*[(steps, max(top1, floor)) for steps, top1 in points]), marker="o",
-                            label=f"{sampler} (guidance {paper.guidance_scale:g}, {paper.num_samples} samples)")
-            for steps, top1 in points:
-                if top1 < floor:
-                    ax.annotate(f"{top1:.0f}%", (steps, floor), textcoords="offset points", xytext=(6, 2),
-                                color=line.get_color(), fontsize=7)
-        ax.set_ylim(bottom=floor - 1)
-        for name, style in (("probe", ":"), (f"mean g{paper.guidance_scale:g}", "--")):
-            row = next(row for row in rows if row["setting"] == name)
-            ax.axhline(row["top1"], linestyle=style, color="gray", label=f"{name} (no steps)")
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("sampling steps")
-        ax.set_ylabel(f"top-1 (%), first {costs['num_images']} test images")
-        ax.set_title("GenDD (seed 0): accuracy against sampling steps")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        paths.append(output_dir / "accuracy_vs_steps.png")
-        fig.savefig(paths[-1], dpi=120)
-        plt.close(fig)
-    return paths
 
 
 def save_student(model: GenDDForImageClassification, folder: Path) -> Path:
@@ -413,10 +384,9 @@ def save_student(model: GenDDForImageClassification, folder: Path) -> Path:
     return folder
 
 
-def student_card(model: GenDDForImageClassification, settings: BenchSettings, record: dict, teacher_top1: float,
-                 sampled_top1: float, costs: dict | None = None) -> ModelCardInfo:
-    """The saved GenDD student's model card: both paths' accuracy, the schedule and, after the inference sweep,
-    accuracy against cost."""
+def student_card(model: GenDDForImageClassification, settings: BenchSettings, record: dict,
+                 teacher_top1: float) -> ModelCardInfo:
+    """A saved GenDD student's model card: both paths' accuracy and the schedule."""
     notes = (f"Trained on this library's CPU benchmark (`python -m gendd_hf.bench.fashion_mnist`), seed "
              f"{record['seed']}: 28x28 grayscale, no augmentation, teacher outputs computed once. Head width "
              f"{settings.head_width}, multiplier {settings.diffusion_batch_mul} (CPU choices). The probe path is "
@@ -429,65 +399,30 @@ def student_card(model: GenDDForImageClassification, settings: BenchSettings, re
         dataset="zalando-datasets/fashion_mnist",
         dataset_name="Fashion-MNIST",
         method="gendd",
-        sampled_accuracy={"top1": sampled_top1},
+        sampled_accuracy={"top1": record["sampled_top1"]},
         probe_accuracy={"top1": record["probe_top1"]},
         epochs=settings.epochs,
         learning_rate=settings.learning_rate,
         batch_size=settings.batch_size,
         notes=notes,
-        inference_costs=None if costs is None else costs["results"],
-        inference_costs_note=None if costs is None else (
-            f"Measured by the benchmark on the first {costs['num_images']} test images, seed 0. "
-            + sweep_summary(costs)),
     )
 
 
-def sweep_inference(folder: Path, settings: BenchSettings, log) -> dict:
-    """Top-1, head evaluations and images per second of every inference setting of `fast_sampling` on the first
-    `sampled_eval_size` test images. The fast setting is chosen on the next `sampled_eval_size` test images (the
-    best with 20x fewer head evaluations than the paper's sampler, within 0.3 points of it there), not on the images
-    it is reported on, and becomes the saved model's default; the paper's setting stays in its arguments."""
-    n = settings.sampled_eval_size
-    log(f"inference sweep: samplers x steps {list(settings.fast_steps)}, chosen on test images {n}..{2 * n - 1}, "
-        f"reported on 0..{n - 1}")
-    model, processor = fast_sampling.load_model_and_processor(folder)
-    images = fast_sampling.load_eval_dataset("fashion_mnist", "test", 2 * n)
-    grid = fast_sampling.default_settings(settings.fast_steps)
-    results = fast_sampling.evaluate_settings(model, processor, images.select(range(n)), grid)
-    paper = fast_sampling.PAPER_SETTING
-    budget = fast_sampling.MAX_EVALUATION_FRACTION * paper.head_evaluations(model.config.num_tokens)
-    cheap = [s for s in grid if s.sampler is not None and s.head_evaluations(model.config.num_tokens) <= budget]
-    selection = fast_sampling.evaluate_settings(model, processor, images.select(range(n, 2 * n)), [paper, *cheap])
-    chosen = fast_sampling.best_fast_setting(selection)
-    best = None if chosen is None else next(row for row in results if row["setting"] == chosen["setting"])
-    log(f"chosen on images {n}..{2 * n - 1}: " + fast_sampling.verdict(chosen))
-    default = best or next(row for row in results if row["setting"] == paper.name)
-    # The mean sampler takes no steps or samples: the config keeps the paper's, so `sampler="ddpm"` restores it.
-    names = ("sampler", "guidance_scale") + (() if default["sampler"] == "mean" else ("num_inference_steps", "num_samples"))
-    model.sampling_config = model.sampling_config.update(**{name: default[name] for name in names})
-    model.sampling_config.save_pretrained(folder)
-    return {"num_images": n, "results": results, "best_fast": best, "default": default["setting"],
-            "selection": {"images": [n, 2 * n], "results": selection, "chosen": chosen}}
-
-
-def sweep_summary(costs: dict) -> str:
-    """What the sweep chose, where, and whether it meets the target on the images it is reported on."""
-    first, last = costs["selection"]["images"]
-    chosen = costs["selection"]["chosen"]
-    if chosen is None:
-        return (f"No fast setting met the target on test images {first}..{last - 1}: the default stays the paper's "
-                "sampler.")
-    paper = next(row for row in costs["results"] if row["setting"] == fast_sampling.PAPER_SETTING.name)
-    best = costs["best_fast"]
-    gap = best["top1"] - paper["top1"]
-    meets = gap >= -fast_sampling.TOP1_TOLERANCE
-    return (f"Default sampler: {best['setting']}, chosen on test images {first}..{last - 1} (the best setting with "
-            f">= {1 / fast_sampling.MAX_EVALUATION_FRACTION:g}x fewer head evaluations, within "
-            f"{fast_sampling.TOP1_TOLERANCE} points of the paper's there). On the first {costs['num_images']} test "
-            f"images: {best['top1']:.2f} top-1 against {paper['top1']:.2f} for the paper's sampler ({gap:+.2f} points, "
-            f"{'meets' if meets else 'misses'} the target) with {best['head_evaluations_per_image']} instead of "
-            f"{paper['head_evaluations_per_image']} head evaluations per image "
-            f"({paper['head_evaluations_per_image'] / max(best['head_evaluations_per_image'], 1):.0f}x fewer).")
+def one_pass_record(model: GenDDForImageClassification, record: dict, data: dict, log) -> dict:
+    """`gendd_one_pass`: refit `model`'s probe (in place) to its sampled path on the first 10,000 training images
+    (`gendd_hf.one_pass`) and score the probe path; its training time is the GenDD run's plus the fit's."""
+    start = time.perf_counter()
+    pixels = data["train_pixels"]
+    report = distil_probe(model, (pixels[i : i + 1000] for i in range(0, len(pixels), 1000)))
+    seconds = time.perf_counter() - start
+    logits = predict(model, data["test_pixels"], "probe")
+    one_pass = {"method": "gendd_one_pass", "seed": record["seed"], "fit_seconds": seconds,
+                "train_seconds": record["train_seconds"] + seconds, "probe_top1": top1(logits, data["test_labels"]),
+                "fit_top1_agreement": report["top1_agreement"]}
+    sampled = record["sampled_predictions"]
+    one_pass["agreement_with_sampled"] = (logits[: len(sampled)].argmax(-1) == sampled).float().mean().item()
+    log(f"gendd_one_pass seed {record['seed']}: probe_top1 {one_pass['probe_top1']:.4f}, fit {seconds:.1f}s")
+    return one_pass
 
 
 def make_logger():
@@ -500,8 +435,8 @@ def make_logger():
 
 
 def run(command: str, settings: BenchSettings, output_dir: Path, cache_dir: Path) -> dict:
-    """`demo` or `bench`: train every (setting, method, seed), save the seed-0 GenDD student and write the results;
-    `bench` ends with the inference sweep (`finish_with_sweep`)."""
+    """`demo` or `bench`: train every (setting, method, seed), save each seed's Fashion-MNIST GenDD student, score
+    its one-pass student, and write the results."""
     output_dir.mkdir(parents=True, exist_ok=True)
     started, log = time.perf_counter(), make_logger()
     data, teacher = prepare(settings, cache_dir, log)
@@ -516,7 +451,7 @@ def run(command: str, settings: BenchSettings, output_dir: Path, cache_dir: Path
         groups = shot_groups(lt_counts)
         runs += [("digits_nontarget", method, train_set(data, "digits")) for method in settings.nontarget_methods]
         runs += [("long_tailed", method, full.subset(lt)) for method in settings.lt_methods]
-    records, saved = [], None
+    records, saved = [], []
     for seed in settings.seeds:
         for setting, method, train in runs:
             record, model = run_method(method, seed, train, steps, data, settings, teacher,
@@ -527,21 +462,25 @@ def run(command: str, settings: BenchSettings, output_dir: Path, cache_dir: Path
                 accuracy = shot_accuracy(predictions, data["test_labels"].numpy(), groups)
                 record.update({f"shot_{k}": float(v) for k, v in accuracy.items() if k != "overall"})
             record.pop("probe_predictions")
-            records.append(record)
-            if setting == "fashion_mnist" and method == "gendd" and seed == settings.seeds[0]:
-                saved = save_student(model, output_dir / "gendd-student")
-                write_model_card(saved, student_card(model, settings, record, teacher_top1, record["sampled_top1"]))
-                log(f"GenDD student saved to {saved}")
+            if setting == "fashion_mnist" and method == "gendd":
+                name = "gendd-student" + ("" if seed == settings.seeds[0] else f"-seed{seed}")
+                saved.append(save_student(model, output_dir / name))
+                write_model_card(saved[-1], student_card(model, settings, record, teacher_top1))
+                log(f"GenDD student saved to {saved[-1]}")
+            one_pass = None
+            if setting == "fashion_mnist" and method == "gendd" and settings.one_pass:
+                one_pass = {**one_pass_record(model, record, data, log), "setting": setting}
+            record.pop("sampled_predictions", None)
+            records += [record] + ([one_pass] if one_pass else [])
     results = {"command": command, "settings": asdict(settings), "teacher_top1": teacher_top1,
                "optimizer_steps_per_run": steps, "records": records, "summary": summarize(records),
                "train_wall_seconds": time.perf_counter() - started}
     if command == "bench":
         results["long_tailed_class_counts"] = lt_counts
     write_results(results, settings, output_dir, log)
-    if command == "bench" and saved is not None:
-        results = finish_with_sweep(output_dir, log)
-    if saved is not None:
-        log(f"load the student: AutoModelForImageClassification.from_pretrained({str(saved)!r}) after `import gendd_hf`")
+    if saved:
+        log(f"load the student: AutoModelForImageClassification.from_pretrained({str(saved[0])!r}) after "
+            "`import gendd_hf`")
     return results
 
 
@@ -564,6 +503,7 @@ def run_budget(settings: BenchSettings, output_dir: Path, cache_dir: Path) -> di
             record, _ = run_method(method, seed, full, base_steps * multiplier, data, settings, teacher,
                                    output_dir / "runs" / f"x{multiplier}", log)
             record.pop("probe_predictions")
+            record.pop("sampled_predictions", None)
             records.append({**record, "multiplier": multiplier, "steps": base_steps * multiplier})
     results = {"command": "budget", "settings": asdict(settings), "base_steps": base_steps, "seed": seed,
                "teacher_top1": top1(data["teacher_test_logits"], data["test_labels"]), "records": records,
@@ -615,50 +555,19 @@ def plot_budget(results: dict, path: Path) -> None:
 
 
 def write_results(results: dict, settings: BenchSettings, output_dir: Path, log) -> None:
-    """`results.json`, `results.md` (the method table, then the inference sweep's) and the plots."""
+    """`results.json`, `results.md` and the plot."""
     table = markdown_table(results["summary"], settings, results["teacher_top1"])
-    costs = results.get("inference_costs")
-    if costs:
-        table += (f"\nInference settings of the seed-0 GenDD student, first {costs['num_images']} test images "
-                  f"(default now: {costs['default']}):\n\n" + fast_sampling.markdown_table(costs["results"]) + "\n"
-                  + sweep_summary(costs) + "\n")
     (output_dir / "results.json").write_text(json.dumps(results, indent=2))
     (output_dir / "results.md").write_text(table)
-    plots = plot(results["summary"], costs, output_dir)
+    path = plot(results["summary"], output_dir)
     print("\n" + table)
-    log(f"results: {output_dir / 'results.json'}, {output_dir / 'results.md'}; plots: {', '.join(map(str, plots))}")
-
-
-def finish_with_sweep(output_dir: Path, log) -> dict:
-    """The last stage of `bench` (also `python -m gendd_hf.bench.fashion_mnist sweep` on a finished bench): the
-    inference sweep on the saved seed-0 GenDD student, its new default setting and model card, and the results
-    rewritten with the sweep."""
-    path = output_dir / "results.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: run `make bench` (or the `bench` command) first.")
-    results = json.loads(path.read_text())
-    settings = BenchSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in results["settings"].items()
-                                if k in BenchSettings.__dataclass_fields__})
-    folder = output_dir / "gendd-student"
-    started = time.perf_counter()
-    costs = sweep_inference(folder, settings, log)
-    costs["seconds"] = time.perf_counter() - started
-    record = next(r for r in results["records"] if r["setting"] == "fashion_mnist" and r["method"] == "gendd"
-                  and r["seed"] == settings.seeds[0])
-    model = GenDDForImageClassification.from_pretrained(folder)
-    default_top1 = next(row["top1"] for row in costs["results"] if row["setting"] == costs["default"]) / 100
-    write_model_card(folder, student_card(model, settings, record, results["teacher_top1"], default_top1, costs))
-    results["inference_costs"] = costs
-    write_results(results, settings, output_dir, log)
-    log(f"model card: {folder / 'README.md'}")
-    return results
+    log(f"results: {output_dir / 'results.json'}, {output_dir / 'results.md'}; plot: {path}")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["demo", "bench", "budget", "sweep"],
-                        help="budget: kd, dkd and the full GenDD recipe at 1x, 2x and 4x the steps; sweep: only the "
-                             "inference sweep, on the output of a finished bench")
+    parser.add_argument("command", choices=["demo", "bench", "budget"],
+                        help="budget: kd, dkd and the full GenDD recipe at 1x, 2x and 4x the steps")
     parser.add_argument("--quick", action="store_true", help="a small smoke run (under 3 minutes)")
     parser.add_argument("--output_dir", default=None, help="default: results/fashion_mnist (demo: outputs/demo)")
     parser.add_argument("--cache_dir", default="cache/fashion_mnist", help="where the trained teacher is kept")
@@ -673,8 +582,6 @@ def main(argv=None):
         settings = replace(settings, seeds=tuple(args.seeds))
     default_dir = {"demo": "outputs/demo" + ("-quick" * args.quick),
                    "budget": "results/fashion_mnist_budget"}.get(args.command, "results/fashion_mnist")
-    if args.command == "sweep":
-        return finish_with_sweep(Path(args.output_dir or default_dir), make_logger())
     if args.command == "budget":
         return run_budget(settings, Path(args.output_dir or default_dir), Path(args.cache_dir))
     return run(args.command, settings, Path(args.output_dir or default_dir), Path(args.cache_dir))

@@ -1,0 +1,53 @@
+"""The serving benchmark end to end on a tiny saved model: four paths, one run, ratios to the plain student."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import tiny_model
+from gendd_hf.bench import serving
+from gendd_hf.bench.fast_sampling import FAST_SETTING, InferenceSetting
+
+
+@pytest.fixture
+def folder(tmp_path):
+    model = tiny_model()
+    model.config.pretrained_cfg = {"input_size": (1, 28, 28), "mean": (0.5,), "std": (0.5,), "crop_pct": 1.0}
+    model.save_pretrained(tmp_path / "model")
+    return tmp_path / "model"
+
+
+def test_serving_measures_four_paths_in_one_run(folder, tmp_path, capsys):
+    report = serving.main(["--model", str(folder), "--batch_size", "8", "--latency_images", "2",
+                           "--fast", "sampler=ddim,num_inference_steps=2", "--output", str(tmp_path / "out")])
+    paths = report["paths"]
+    assert list(paths) == ["plain", "one_pass", "fast", "paper"]
+    assert paths["fast"]["setting"] == "ddim 2 steps g2 x1" and paths["paper"]["setting"] == "ddpm 64 steps g2 x5"
+    for name, row in paths.items():
+        assert row["images_per_second"] > 0 and row["pipeline_seconds"] > 0
+        assert row["batch_cost_ratio"] == pytest.approx(paths["plain"]["images_per_second"] / row["images_per_second"])
+    assert paths["plain"]["batch_cost_ratio"] == 1.0
+    # 64 steps x 2 branches x 5 samples of the head cost more than the probe path.
+    assert paths["paper"]["images_per_second"] < paths["one_pass"]["images_per_second"]
+    printed = capsys.readouterr().out
+    assert "| one_pass | - |" in printed and "<= 1.05x" in printed and "<= 2x" in printed
+    assert json.loads((tmp_path / "out" / "serving.json").read_text())["batch_size"] == 8
+
+
+def test_parse_setting_overrides_the_fast_setting_and_names_bad_keys():
+    assert serving.parse_setting("num_samples=3") == InferenceSetting(
+        FAST_SETTING.sampler, FAST_SETTING.num_inference_steps, FAST_SETTING.guidance_scale, 3)
+    with pytest.raises(ValueError, match=r"unknown keys \['steps'\]"):
+        serving.parse_setting("steps=4")
+
+
+def test_one_pass_path_is_the_probe_logits(folder):
+    """The path timed as one-pass is the probe path of the same model: one student forward pass."""
+    from gendd_hf import GenDDForImageClassification
+
+    model = GenDDForImageClassification.from_pretrained(folder).eval()
+    pixels = torch.randn(2, 3, 28, 28)
+    model.config.inference_path = "probe"
+    with torch.no_grad():
+        assert torch.equal(model(pixels).logits, model.probe(model.extract_features(pixels)))
