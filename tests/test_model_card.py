@@ -80,6 +80,7 @@ def test_card_text_reports_method_schedule_results_and_usage():
         'from_pretrained("someone/gendd-resnet18-fashion-mnist").eval()',
         'from_pretrained("someone/gendd-resnet18-fashion-mnist", trust_remote_code=True)',
         'pipeline("image-classification", model="someone/gendd-resnet18-fashion-mnist", trust_remote_code=True)',
+        "trust_remote_code=True runs this\n# repo's Python files on your machine",
         "import gendd_hf",
         "@misc{cui2025gendd,",
         "eprint        = {2507.14503}",

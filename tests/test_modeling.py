@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -6,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import save_file
-from transformers import AutoConfig, AutoModel, AutoModelForImageClassification, pipeline
+from transformers import (AutoConfig, AutoModel, AutoModelForImageClassification, ViTConfig,
+                          ViTForImageClassification, pipeline)
 
 from conftest import tiny_model
 from gendd_hf import GenDDForImageClassification
@@ -167,6 +169,23 @@ print(repr(logits.tolist()))
     assert result.returncode == 0, result.stderr
     remote = torch.tensor(eval(result.stdout.strip().splitlines()[-1]))
     assert torch.allclose(remote, expected, atol=1e-5)
+
+
+def test_a_folder_of_another_model_type_is_refused(tmp_path):
+    # transformers alone only warns, then gives a random student and a zero teacher classifier.
+    config = ViTConfig(image_size=8, patch_size=4, num_channels=1, hidden_size=8, num_hidden_layers=1,
+                       num_attention_heads=2, intermediate_size=8, num_labels=3)
+    ViTForImageClassification(config).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"holds a 'vit' model, not a GenDD model .*AutoModelForImageClassification"):
+        GenDDForImageClassification.from_pretrained(tmp_path)
+
+
+def test_truncated_weights_are_an_error_naming_the_file(model, tmp_path):
+    _save(model, tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(OSError, match=f"weights {re.escape(str(weights))}: the safetensors file is truncated"):
+        GenDDForImageClassification.from_pretrained(tmp_path)
 
 
 def test_image_classification_pipeline_returns_label_names(tmp_path):

@@ -24,7 +24,7 @@ import torch
 from datasets import ClassLabel, Dataset, Features, Image, Value
 from PIL import Image as PILImage
 from safetensors.torch import load_file, save_file
-from transformers import AutoModelForImageClassification, pipeline
+from transformers import AutoModelForImageClassification, TrainerCallback, pipeline
 
 from gendd_hf.hub import PUSHED_FILES
 from gendd_hf.data import load_image_dataset
@@ -326,12 +326,12 @@ def test_the_pipeline_on_the_saved_folder_reproduces_the_recipes_evaluation_exac
 
 
 # ---- bad input ------------------------------------------------------------------------------------------------------
-def run_in_process(data, tmp_path, *args, dataset="imagefolder"):
+def run_in_process(data, tmp_path, *args, dataset="imagefolder", callbacks=None):
     argv = ["--dataset_name", str(data[dataset]), *TINY, "--max_steps", "1", "--per_device_train_batch_size", "4",
             *QUIET, "--output_dir", str(tmp_path / "out"), *args]
     if "--teacher_name" not in args:
         argv += teacher_args(data)
-    return run_recipe(*parse_recipe_args(argv, IMAGENET_DEFAULTS))
+    return run_recipe(*parse_recipe_args(argv, IMAGENET_DEFAULTS), callbacks=callbacks)
 
 
 @pytest.mark.parametrize(
@@ -360,6 +360,9 @@ def run_in_process(data, tmp_path, *args, dataset="imagefolder"):
          r"resume_from_checkpoint='.*checkpoint-7' does not exist"),
         ("resume from a folder that is no checkpoint", ["--resume_from_checkpoint", "@tmp"], ValueError,
          r"is not a Trainer checkpoint: model.safetensors, trainer_state.json missing"),
+        ("resume from the latest checkpoint of none", ["--resume_from_checkpoint", "latest"], FileNotFoundError,
+         r"resume_from_checkpoint='latest' resumes from the latest checkpoint-N folder of output_dir='.*out', but it "
+         r"has none: start without resume_from_checkpoint"),
         ("stream without max_steps", ["--streaming", "--max_steps", "-1", "--method", "gendd_unsup", "--eval_split",
                                       ""], ValueError,
          r"A streamed training set has no length: pass --max_steps N"),
@@ -376,6 +379,23 @@ def test_bad_input_fails_before_training_with_the_fix_in_the_message(data, tmp_p
     dataset = {"labels missing": "wds", "label out of range": "parquet_int", "stream without max_steps": "wds"}
     with pytest.raises(error, match=message):
         run_in_process(data, tmp_path, *args, dataset=dataset.get(case, "imagefolder"))
+
+
+def test_resume_from_checkpoint_true_resumes_from_the_latest_checkpoint(data, tmp_path):
+    """The command line passes strings only: `true` (or `latest`) stands for the Trainer's `True`."""
+    run_in_process(data, tmp_path, "--max_steps", "2", "--save_strategy", "steps", "--save_steps", "1",
+                   "--eval_split", "")
+    assert {"checkpoint-1", "checkpoint-2"} <= set(os.listdir(tmp_path / "out"))
+
+    class RecordSteps(TrainerCallback):
+        steps = []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.steps.append(state.global_step)
+
+    run_in_process(data, tmp_path, "--max_steps", "3", "--resume_from_checkpoint", "true", "--eval_split", "",
+                   callbacks=[RecordSteps()])
+    assert RecordSteps.steps == [3]  # steps 1 and 2 came from checkpoint-2
 
 
 def test_shot_metrics_group_classes_by_their_training_images(data, tmp_path):

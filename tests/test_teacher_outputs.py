@@ -400,6 +400,18 @@ def test_mismatched_transform_teacher_images_views_and_model_are_errors(stored):
         stored.load_teacher_classifier(model)
 
 
+def test_a_shard_overwritten_with_a_copy_of_another_is_refused_before_training(tmp_path):
+    outputs = precompute(tmp_path)  # shards of 5, 5 and 2 images
+    data = tmp_path / "data"
+    (data / "train-00001.parquet").write_bytes((data / "train-00000.parquet").read_bytes())
+    # Images 0-4 now come twice and 5-9 never, yet each row still matches its image (id and digest).
+    assert [row["id"] for row in outputs.stream()] == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 10, 11]
+    message = (r"shard data/train-00001.parquet repeats 5 image ids already in data/train-00000.parquet "
+               r"\(0, 1, 2, 3, 4\); 5 images have no row \(5, 6, 7, 8, 9\)")
+    with pytest.raises(TeacherOutputsMismatchError, match=message):
+        teacher_outputs_dataset(toy_images(), tmp_path)
+
+
 def test_folders_that_are_not_teacher_outputs(tmp_path):
     with pytest.raises(FileNotFoundError, match="has no teacher_outputs.json"):
         TeacherOutputs.load(tmp_path)

@@ -468,7 +468,65 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())  # no optimizer step used the NaN
 
 
+def test_nan_loss_puts_the_model_in_memory_back_at_the_last_optimizer_step(tmp_path):
+    class NaNImageAtBatch(ImageCollator):
+        calls = 0
+
+        def __call__(self, examples):
+            batch = super().__call__(examples)
+            NaNImageAtBatch.calls += 1
+            if NaNImageAtBatch.calls == 6:  # the second micro-batch of step 3
+                batch["pixel_values"][0] = float("nan")
+            return batch
+
+    trainer = toy_trainer(tmp_path, collator=NaNImageAtBatch(TRANSFORM), max_steps=4, gradient_accumulation_steps=2,
+                          save_strategy="steps", save_steps=2)
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 3 .*back at its state after step 2"):
+        trainer.train()
+    # The bad forward had put NaN in the BatchNorm statistics and the target range, and the first micro-batch of
+    # step 3 had moved them too: all are back, so the model in memory is the one checkpoint-2 holds.
+    state = trainer.model.state_dict()
+    saved = load_file(tmp_path / "out" / "checkpoint-2" / "model.safetensors")
+    assert {"student.bn1.running_mean", "target_min", "target_max"} <= saved.keys()
+    assert all(torch.equal(state[name], value) for name, value in saved.items())
+    assert all(torch.isfinite(value).all() for value in state.values() if value.is_floating_point())
+
+
 # ---- bad input ----------------------------------------------------------------------------------------------------
+def dataset_with_label(label: int):
+    """The toy images with `label` in place of every other class, as plain integers (a ClassLabel refuses them)."""
+    labels = np.arange(48) % NUM_CLASSES
+    labels[::2] = label
+    return toy_dataset(labeled=False).add_column("label", labels.tolist())
+
+
+@pytest.mark.parametrize(
+    "method, label, message",
+    [("gendd", -1, r"Got label -1 in a training batch, but labels must be class indices in 0\.\.2 \(num_labels=3\): "
+                   r"label the data with the model's classes .* A negative label usually marks an image without class"),
+     ("ce", 3, r"Got label 3 in a training batch, but labels must be class indices in 0\.\.2 \(num_labels=3\) or "
+               r"-100 \(skipped\): label the data with the model's classes"),
+     ("gendd", -100, r"Got label -100 \(the ignore index: an image without class\) in a training batch, but only the "
+                     r"cross-entropy of method 'ce' or 'kd' or of stage 'pretrain'.* skips it; here labels must be "
+                     r"class indices in 0\.\.2 .* Drop the images without class")],
+)
+def test_labels_that_are_not_classes_fail_before_the_forward(tmp_path, method, label, message):
+    trainer = toy_trainer(tmp_path, method=method, dataset=dataset_with_label(label))
+    before = snapshot(trainer.model)
+    with pytest.raises(ValueError, match=message):
+        trainer.train()
+    assert not changed(before, trainer.model, "")  # no forward ran: the BatchNorm statistics are untouched
+
+
+def test_label_minus_100_is_skipped_by_the_cross_entropy_in_training_only(tmp_path):
+    dataset = dataset_with_label(-100)
+    trainer = toy_trainer(tmp_path, method="ce", dataset=dataset, max_steps=2)
+    trainer.train()
+    assert all(math.isfinite(entry["ce_loss"]) for entry in training_logs(trainer))
+    with pytest.raises(ValueError, match=r"Got label -100 .* in an evaluation batch"):
+        trainer.evaluate(dataset)  # top-1 scores every image
+
+
 def test_a_method_that_needs_labels_on_unlabeled_data(tmp_path):
     with pytest.raises(ValueError, match="method='gendd' needs labels, but the batch has no 'labels'"):
         toy_trainer(tmp_path, dataset=toy_dataset(labeled=False)).train()
@@ -498,6 +556,13 @@ def test_teacher_feature_dim_not_divisible_by_token_dim(tmp_path):
     with pytest.raises(ValueError, match="96 dims .* teacher_feature_dim=128: set teacher_feature_dim=96 .*"
                                          "token_dim=64 does not divide 96; e.g. token_dim=32"):
         toy_trainer(tmp_path, model=model)
+
+
+def test_training_without_an_accelerator_does_not_warn_about_pin_memory(tmp_path, recwarn):
+    trainer = toy_trainer(tmp_path, use_cpu=False, max_steps=1)  # not use_cpu, which turns pinning off itself
+    assert trainer.args.dataloader_pin_memory == torch.accelerator.is_available()
+    trainer.train()
+    assert not [warning for warning in recwarn if "pin_memory" in str(warning.message)]
 
 
 def test_arguments_parse_from_the_command_line_and_are_validated(tmp_path):

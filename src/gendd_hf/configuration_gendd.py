@@ -227,6 +227,22 @@ class GenDDConfig(PretrainedConfig):
             raise ValueError(f"Unknown GenDD preset {preset!r}; choose one of {sorted(PRESETS)}.")
         return cls(**{**PRESETS[preset], **kwargs})
 
+    @classmethod
+    def get_config_dict(cls, pretrained_model_name_or_path, **kwargs) -> tuple[dict, dict]:
+        """`PretrainedConfig.get_config_dict`, refusing the config of another model type: transformers only warns,
+        and `GenDDForImageClassification.from_pretrained` would then build a random student and a zero teacher
+        classifier from, e.g., a ViT folder."""
+        config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
+        found = config_dict.get("model_type", cls.model_type)
+        if found != cls.model_type:
+            raise ValueError(
+                f"{pretrained_model_name_or_path} holds a {found!r} model, not a GenDD model (model_type "
+                f"{cls.model_type!r}), and would load as a random student with a zero teacher classifier. Load it "
+                "with the class of its own type (e.g. transformers.AutoModelForImageClassification), or give a "
+                "folder saved by GenDDForImageClassification.save_pretrained (a GenDD training run's output_dir)."
+            )
+        return config_dict, kwargs
+
     @property
     def num_tokens(self) -> int:
         """`n = d_t / k`, tokens per teacher feature."""

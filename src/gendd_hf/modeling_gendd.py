@@ -10,9 +10,10 @@ from dataclasses import dataclass
 import timm
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from torch import nn
 from transformers import PreTrainedModel, TimmWrapperConfig, TimmWrapperForImageClassification
-from transformers.utils import ModelOutput, logging
+from transformers.utils import SAFE_WEIGHTS_NAME, ModelOutput, cached_file, logging
 
 from .configuration_gendd import GenDDConfig, GenDDSamplingConfig
 from .diffusion import HybridDiffusionLoss, contract, merge_tokens, split_tokens, training_betas
@@ -86,10 +87,21 @@ class GenDDPreTrainedModel(PreTrainedModel):
     def from_pretrained(cls, pretrained_model_name_or_path, *args, sampling_config=None, **kwargs):
         """`PreTrainedModel.from_pretrained`, with the folder's `sampling_config.json` as the model's
         `sampling_config` (the defaults when it has none). `sampling_config` (a `GenDDSamplingConfig` or a dict of
-        its fields, e.g. from `pipeline(..., model_kwargs={"sampling_config": {...}})`) replaces fields of it."""
-        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        its fields, e.g. from `pipeline(..., model_kwargs={"sampling_config": {...}})`) replaces fields of it.
+        Weights that safetensors cannot read (a truncated download or copy) are an error naming the file."""
         hub_kwargs = {name: kwargs[name] for name in ("cache_dir", "force_download", "proxies", "token", "revision",
                                                       "local_files_only", "subfolder") if name in kwargs}
+        try:
+            model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except SafetensorError as error:  # its message names no file
+            lookup = {**hub_kwargs, "force_download": False, "local_files_only": True}  # the file just read
+            weights = cached_file(pretrained_model_name_or_path, SAFE_WEIGHTS_NAME, **lookup,
+                                  _raise_exceptions_for_missing_entries=False)
+            raise OSError(
+                f"Cannot read the GenDD weights {weights or pretrained_model_name_or_path}: the safetensors file is "
+                f"truncated or corrupt ({error}). Download it again (from_pretrained(..., force_download=True)) or "
+                "save the model again."
+            ) from error
         saved = GenDDSamplingConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
         model.sampling_config = saved or GenDDSamplingConfig.from_model_config(model.config)
         if sampling_config is not None:

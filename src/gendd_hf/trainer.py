@@ -47,10 +47,20 @@ from .training_args import GENDD_METHODS, PROJECTION_PATH, UNSUPERVISED_METHODS,
 logger = logging.get_logger(__name__)
 
 TOP_K = (1, 5)
+IGNORE_INDEX = -100
+"""The label of an image without class (Hugging Face's ignore index): skipped by the cross-entropy of `ce`, `kd` and
+stage 1 in training without mixup; an error anywhere else."""
+LATEST_CHECKPOINT = ("true", "latest")
+"""`resume_from_checkpoint` strings (any case) that mean the latest checkpoint of `output_dir`, as `True` does."""
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Raised by `GenDDTrainer` when a training loss is NaN or infinite, before any optimizer step uses it."""
+    """Raised by `GenDDTrainer` when a training loss is NaN or infinite, before any optimizer step uses it.
+
+    The forward that produced it had already changed the model's buffers (BatchNorm statistics, GenDD's target range),
+    so the trainer first copies back the buffers it kept from the start of the optimizer step: the model in memory is
+    then the one a checkpoint written after the last optimizer step holds, and can be saved or evaluated.
+    """
 
 
 def as_teacher(teacher: TimmTeacher | nn.Module | str | None) -> TimmTeacher | None:
@@ -141,7 +151,7 @@ def check_checkpoint(folder: str | os.PathLike) -> None:
     if not path.exists():
         raise FileNotFoundError(
             f"resume_from_checkpoint={str(folder)!r} does not exist; pass a checkpoint-N folder of output_dir, or "
-            "True to resume from the latest one."
+            "True (true or latest on the command line) to resume from the latest one."
         )
     missing = [name for name in (SAFE_WEIGHTS_NAME, TRAINER_STATE_NAME) if not (path / name).is_file()]
     if missing:
@@ -150,6 +160,31 @@ def check_checkpoint(folder: str | os.PathLike) -> None:
             "Pass a checkpoint-N folder written during training (a saved model folder cannot be resumed; use "
             "init_from to start from its student)."
         )
+
+
+def resolve_checkpoint(
+    resume_from_checkpoint: str | os.PathLike | bool | None, output_dir: str | None
+) -> str | None:
+    """The checkpoint folder that `resume_from_checkpoint` names, checked by [`check_checkpoint`]: the latest
+    `checkpoint-N` of `output_dir` for `True` or one of the strings `LATEST_CHECKPOINT` (the command line passes
+    strings only), else the folder given; `None` for `None` and `False`."""
+    if resume_from_checkpoint is None or resume_from_checkpoint is False:
+        return None
+    latest = resume_from_checkpoint is True or (
+        isinstance(resume_from_checkpoint, str) and resume_from_checkpoint.lower() in LATEST_CHECKPOINT
+    )
+    if latest:
+        folder = get_last_checkpoint(output_dir) if output_dir and os.path.isdir(output_dir) else None
+        if folder is None:
+            raise FileNotFoundError(
+                f"resume_from_checkpoint={resume_from_checkpoint!r} resumes from the latest checkpoint-N folder of "
+                f"output_dir={output_dir!r}, but it has none: start without resume_from_checkpoint, or pass the "
+                "checkpoint folder itself."
+            )
+    else:
+        folder = os.fspath(resume_from_checkpoint)
+    check_checkpoint(folder)
+    return folder
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, head_weight_decay: float) -> list[dict]:
@@ -247,6 +282,11 @@ class GenDDTrainer(Trainer):
     - `stage="pretrain"`: cross-entropy of `classify_features(feature_projection(z))` against the labels (or the
       teacher's softmax for the unsupervised methods). Logs `ce_loss`.
 
+    Hard labels are class indices in `0..num_labels - 1`. `-100` (`IGNORE_INDEX`, Hugging Face's ignore index) marks
+    an image without class: the cross-entropy of `ce`, `kd` and stage 1 skips it in training without `mixup_fn` (the
+    `kd` term still uses the image). Any other label, or -100 elsewhere (GenDD's contraction, `dkd`, mixup,
+    evaluation, which scores every image), raises a `ValueError` naming it before the forward.
+
     The logged terms are averaged like `loss`: over the optimizer steps since the last log, the micro-batches of
     gradient accumulation and the processes. `loss` is their sum.
 
@@ -266,11 +306,18 @@ class GenDDTrainer(Trainer):
     `trust_remote_code`), plus `trainer_state.json`, `optimizer.pt`, `scheduler.pt`, `rng_state.pth` and
     `training_args.bin`. Those `.pt`/`.pth`/`.bin` files are pickles written by your own run to resume it (the Trainer
     reads the first three back with `weights_only=True`), not files to download or share: only the safetensors weights
-    are meant to travel. `train(resume_from_checkpoint=...)` continues where the run stopped and, with the same `seed`
-    and `data_seed`, ends with the same weights as a run that was never interrupted (random augmentation included).
+    are meant to travel. `train(resume_from_checkpoint=...)` takes a checkpoint folder, or `True` (the strings `"true"`
+    and `"latest"` too, as the command line passes them) for the latest checkpoint of `output_dir`, and continues
+    where the run stopped. With the same `seed` and `data_seed`, a run resumed from a checkpoint written at the end of
+    an epoch ends with exactly the weights of a run that was never interrupted (random augmentation, mixup and GenDD's
+    noise included). From the middle of an epoch it continues correctly but not identically: the data loader had
+    already drawn the next batch's random augmentation when the checkpoint was written, so that batch is augmented
+    differently.
 
     A NaN or infinite training loss raises [`NonFiniteLossError`] naming the step, before the optimizer uses it: the
-    checkpoints already written stay as they are.
+    checkpoints already written stay as they are, and the model in memory is put back as it was after the last
+    optimizer step (from its buffers, copied at the start of each step: 2 MB for a ResNet-18 student, 8 MB for a
+    ResNet-50 one with a 2048-d teacher).
 
     Args:
         model ([`GenDDForImageClassification`]):
@@ -324,13 +371,17 @@ class GenDDTrainer(Trainer):
         # Loss terms summed since the last log, and the optimizer steps they cover.
         self._logged_terms: dict[str, torch.Tensor] = {}
         self._logged_steps = 0.0
+        # The model's buffers at the start of the current optimizer step, and that step (see NonFiniteLossError).
+        self._step_buffers: list[torch.Tensor] | None = None
+        self._step_buffers_step: int | None = None
 
     # ---- training -------------------------------------------------------------------------------------------------
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
-        """`Trainer.train`, with a clear error when `resume_from_checkpoint` is not a Trainer checkpoint folder."""
-        if isinstance(resume_from_checkpoint, (str, os.PathLike)):
-            check_checkpoint(resume_from_checkpoint)
-        output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        """`Trainer.train` from the checkpoint that [`resolve_checkpoint`] finds (`"true"`/`"latest"` included), with
+        a clear error when there is none or it is not a Trainer checkpoint folder."""
+        checkpoint = resolve_checkpoint(resume_from_checkpoint, self.args.output_dir)
+        self._step_buffers = self._step_buffers_step = None
+        output = super().train(resume_from_checkpoint=checkpoint, **kwargs)
         if self.args.one_pass:
             self.one_pass_report = self.distil_probe()
             self.log({f"one_pass_{k}": v for k, v in self.one_pass_report.items() if k in ("mse", "top1_agreement")})
@@ -364,6 +415,17 @@ class GenDDTrainer(Trainer):
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
 
+    def training_step(
+        self, model: nn.Module, inputs: dict[str, torch.Tensor], num_items_in_batch: torch.Tensor | int | None = None
+    ) -> torch.Tensor:
+        """`Trainer.training_step`, first copying the model's buffers on the first micro-batch of each optimizer step:
+        the forward changes them, and a non-finite loss puts them back (see [`NonFiniteLossError`])."""
+        if self._step_buffers_step != self.state.global_step:
+            buffers = self.accelerator.unwrap_model(self.model).buffers()
+            self._step_buffers = [buffer.detach().clone() for buffer in buffers]
+            self._step_buffers_step = self.state.global_step
+        return super().training_step(model, inputs, num_items_in_batch)
+
     def compute_loss(
         self,
         model: nn.Module,
@@ -377,6 +439,8 @@ class GenDDTrainer(Trainer):
         unwrapped = self.accelerator.unwrap_model(model)
         pixel_values = inputs["pixel_values"]
         labels = self._method_labels(inputs)
+        if model.training and labels is not None:
+            self._check_labels(labels, training=True)  # evaluation checks them in prediction_step
         if model.training and self.mixup_fn is not None:
             pixel_values, labels = self.mixup_fn(pixel_values, labels)
         teacher_features = teacher_logits = None
@@ -415,6 +479,44 @@ class GenDDTrainer(Trainer):
                 f"method ({', '.join(UNSUPERVISED_METHODS)})."
             )
         return labels
+
+    def _check_labels(self, labels: torch.Tensor, training: bool) -> None:
+        """Raise a `ValueError` naming the value, the valid range and the fix when a hard label is not a class of the
+        model (see the class docstring), before a forward turns it into an `IndexError` (a device-side assert on a
+        GPU) or, for GenDD's contraction, silently into another class."""
+        if labels.is_floating_point():
+            return  # soft labels
+        args, num_labels = self.args, self.accelerator.unwrap_model(self.model).config.num_labels
+        may_ignore = training and self.mixup_fn is None and (args.stage == "pretrain" or args.method in ("ce", "kd"))
+        valid = (labels >= 0) & (labels < num_labels)
+        if may_ignore:
+            valid |= labels == IGNORE_INDEX
+        invalid = (~valid).any().float().reshape(1)
+        # Every process must raise together, or the others would wait forever in the next collective.
+        if not bool(self.accelerator.gather(invalid).any()):
+            return
+        if bool(valid.all()):
+            raise ValueError("Another process got a label that is not a class of the model; its error names it.")
+        value = labels[~valid][0].item()
+        batch = "a training" if training else "an evaluation"
+        classes = f"class indices in 0..{num_labels - 1} (num_labels={num_labels})"
+        if value == IGNORE_INDEX:
+            raise ValueError(
+                f"Got label {IGNORE_INDEX} (the ignore index: an image without class) in {batch} batch, but only the "
+                "cross-entropy of method 'ce' or 'kd' or of stage 'pretrain', in training without mixup_fn, skips it; "
+                f"here labels must be {classes}. Drop the images without class (e.g. dataset.filter(lambda row: "
+                f"row['label'] != {IGNORE_INDEX})), or train on them without labels "
+                f"({', '.join(UNSUPERVISED_METHODS)})."
+            )
+        hint = ""
+        if value < 0:
+            ignore = f", or label them {IGNORE_INDEX}, which this method skips" if may_ignore else ""
+            hint = f" A negative label usually marks an image without class: drop those images{ignore}."
+        raise ValueError(
+            f"Got label {value} in {batch} batch, but labels must be {classes}"
+            f"{f' or {IGNORE_INDEX} (skipped)' if may_ignore else ''}: label the data with the model's classes "
+            f"(the teacher's).{hint}"
+        )
 
     def _teacher_outputs(self, inputs, pixel_values, unwrapped, training: bool) -> tuple[torch.Tensor, torch.Tensor]:
         args = self.args
@@ -459,14 +561,26 @@ class GenDDTrainer(Trainer):
         # Every process must raise together, or the others would wait forever in the next collective.
         if bool(self.accelerator.gather(finite).all()):
             return
+        model = self.accelerator.unwrap_model(self.model)
+        if self._step_buffers is not None:
+            for buffer, kept in zip(model.buffers(), self._step_buffers):
+                buffer.copy_(kept)
+        step = self.state.global_step
+        if all(bool(torch.isfinite(parameter).all()) for parameter in model.parameters()):
+            memory = f"the model in memory is back at its state after step {step}"
+        else:
+            memory = (
+                f"the model in memory has non-finite parameters from optimizer step {step} itself (do not save it; "
+                f"resume from a checkpoint before step {step})"
+            )
         output_dir = self.args.output_dir
         last = get_last_checkpoint(output_dir) if output_dir and os.path.isdir(output_dir) else None
         values = ", ".join(f"{name}={value.item():.4g}" for name, value in terms.items())
         raise NonFiniteLossError(
-            f"Training stopped: the {self.args.method!r} loss is {loss.item()} at step {self.state.global_step + 1} "
+            f"Training stopped: the {self.args.method!r} loss is {loss.item()} at step {step + 1} "
             f"(epoch {self.state.epoch or 0:.2f}; {values}). No optimizer step used it and no checkpoint was written "
-            f"for it; the last checkpoint is {last or 'none (nothing was saved yet)'}. Check the data and teacher "
-            "outputs for NaN, or resume from that checkpoint with a lower learning_rate."
+            f"for it; {memory}; the last checkpoint is {last or 'none (nothing was saved yet)'}. Check the data and "
+            "teacher outputs for NaN, or resume from that checkpoint with a lower learning_rate."
         )
 
     def _accumulate_terms(self, terms: dict[str, torch.Tensor]) -> None:
@@ -498,6 +612,8 @@ class GenDDTrainer(Trainer):
         """`(loss, per-path logits tuple, labels)`; the loss needs labels unless the method is unsupervised."""
         inputs = self._prepare_inputs(inputs)
         labels = inputs.get("labels")
+        if labels is not None:
+            self._check_labels(labels, training=False)
         with torch.no_grad():
             if labels is not None or not self.args.uses_labels:
                 loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
@@ -530,6 +646,8 @@ class GenDDTrainer(Trainer):
 
 
 __all__ = [
+    "IGNORE_INDEX",
+    "LATEST_CHECKPOINT",
     "NonFiniteLossError",
     "GenDDTrainer",
     "as_teacher",
@@ -539,5 +657,6 @@ __all__ = [
     "load_student_weights",
     "parameter_groups",
     "prepare_model_for_method",
+    "resolve_checkpoint",
     "top_k_metrics",
 ]

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, field
 
+import torch
 from transformers import TrainingArguments
 
 from .configuration_gendd import INFERENCE_PATHS, SAMPLERS
@@ -30,7 +31,9 @@ class GenDDTrainingArguments(TrainingArguments):
     Defaults that differ from `TrainingArguments`: `lr_scheduler_type="cosine"` (warm up with `warmup_steps`, a step
     count or a ratio in [0, 1)), `weight_decay=0.05`, `max_grad_norm=0` (no clipping, as the GenDD code),
     `remove_unused_columns=False` (the raw `image` column must reach the collator) and
-    `ddp_find_unused_parameters=False` (the trainer freezes what a method does not use).
+    `ddp_find_unused_parameters=False` (the trainer freezes what a method does not use). `dataloader_pin_memory` is
+    switched off where torch finds no accelerator: pinned memory only speeds up copies to one, and torch warns about it
+    on every data loader otherwise.
 
     In the main stage, AdamW's beta2 follows a cosine from `adam_beta2_start` to `adam_beta2_end` over training
     (`adam_beta2` is overridden at every step; optimizers without betas are left alone); stage 1 keeps `adam_beta2`
@@ -122,9 +125,18 @@ class GenDDTrainingArguments(TrainingArguments):
     ddp_find_unused_parameters: bool | None = field(
         default=False, metadata={"help": "False: parameters a method does not use are frozen, none is unused."}
     )
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={"help": "A checkpoint-N folder to resume training from, or 'latest' (or 'true') for the latest one "
+                          "in output_dir."},
+    )
 
     def __post_init__(self):
         super().__post_init__()
+        # torch.accelerator (torch >= 2.6) is what the DataLoader checks; before it, pinning needed CUDA.
+        accelerator = getattr(torch, "accelerator", torch.cuda)
+        if not accelerator.is_available():
+            self.dataloader_pin_memory = False
 
         def check(name, ok, allowed):
             if not ok:

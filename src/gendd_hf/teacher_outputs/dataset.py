@@ -10,7 +10,9 @@ The join depends on how the images are loaded:
   both must be in the recorded order; shuffling then uses a buffer over the zipped rows.
 
 Either way every row is verified: its id (when the images have an id column) and the digest of its encoded image must
-be the recorded ones, so a different split, order or image is an error, never silent misalignment.
+be the recorded ones, so a different split, order or image is an error, never silent misalignment. Before streaming,
+the shards' `id` columns are read to check that each image has exactly one row, so a shard overwritten with a copy of
+another (whose rows each pass) is an error too.
 """
 
 from __future__ import annotations
@@ -231,6 +233,7 @@ def teacher_outputs_dataset(
         teacher_outputs, split=split, revision=revision, token=token
     )
     outputs.check(view_config=view_config, teacher=teacher)
+    outputs.check_ids()
     settings = outputs.settings
     images = undecoded(images, image_column)
     stream = outputs.stream()

@@ -22,11 +22,13 @@ import hashlib
 import json
 import os
 import re
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
+import fsspec
 import pyarrow.parquet as pq
 import torch
 from datasets import Dataset, Features, IterableDataset, List, Value, load_dataset
@@ -35,6 +37,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..teacher import TimmTeacher
+from .images import as_image_id
 from .views import ViewConfig
 
 
@@ -462,6 +465,40 @@ class TeacherOutputs:
                 f"(fingerprint {self.teacher.fingerprint})."
             )
 
+    def check_ids(self) -> None:
+        """Raise [`TeacherOutputsMismatchError`] unless every image has exactly one row across the shards (ids
+        `0 .. num_images - 1` without an id column): a shard overwritten with a copy of another passes every row's
+        own check, yet trains on some images twice and never on others. Reads only the `id` column of each shard."""
+        shard_of_id, problems = {}, []
+        expected = None if self.settings.id_column else range(self.num_images)
+        for shard, url in zip(self.shards, self.data_files):
+            filesystem, path = fsspec.core.url_to_fs(url, token=self.token)
+            ids = [as_image_id(value) for value in pq.read_table(path, columns=["id"], filesystem=filesystem)
+                   .column("id").to_pylist()]
+            repeated = [image_id for image_id, count in Counter(ids).items()
+                        if count > 1 or image_id in shard_of_id]
+            foreign = [image_id for image_id in ids if image_id not in expected] if expected is not None else []
+            if repeated:
+                owners = sorted({shard_of_id.get(image_id, shard["path"]) for image_id in repeated})
+                problems.append(f"shard {shard['path']} repeats {len(repeated)} image ids already in "
+                                f"{', '.join(owners)} ({_few(repeated)})")
+            if foreign:
+                problems.append(f"shard {shard['path']} holds {len(foreign)} ids outside 0..{self.num_images - 1} "
+                                f"({_few(foreign)})")
+            for image_id in ids:
+                shard_of_id.setdefault(image_id, shard["path"])
+        missing = [image_id for image_id in expected if image_id not in shard_of_id] if expected is not None else []
+        if missing:
+            problems.append(f"{len(missing)} images have no row ({_few(missing)})")
+        elif len(shard_of_id) != self.num_images:
+            problems.append(f"the shards hold {len(shard_of_id)} image ids, not the recorded {self.num_images}")
+        if problems:
+            raise TeacherOutputsMismatchError(
+                f"The '{self.split}' teacher outputs in {self.source} do not hold one row per image: "
+                f"{'; '.join(problems)}. Training would see some images twice and others never: delete the damaged "
+                "shards, rerun the precomputation (it computes only missing shards) and finalize_teacher_outputs."
+            )
+
     def load_teacher_classifier(self, model) -> None:
         """Give a `GenDDForImageClassification` the recorded teacher classifier; a model that already holds a
         different one (e.g. from stage 1 with another teacher) is refused."""
@@ -475,6 +512,11 @@ class TeacherOutputs:
                 f"The model already holds a teacher classifier that differs from that of teacher "
                 f"{self.teacher.name!r} recorded in {self.source}: the model was prepared for another teacher."
             )
+
+
+def _few(ids: list, count: int = 5) -> str:
+    """The first `count` of `ids`, for an error message."""
+    return ", ".join(map(repr, ids[:count])) + (", ..." if len(ids) > count else "")
 
 
 __all__ = [
