@@ -15,9 +15,12 @@ library would shadow it for every script in the folder.)
 
 from transformers import HfArgumentParser
 
+from gendd_hf.progress import quiet_library_bars_in_log_files
 from gendd_hf.recipe import EvaluateArguments, evaluate_folder
 from gendd_hf.training_args import GenDDTrainingArguments
 
 
 if __name__ == "__main__":
-    evaluate_folder(*HfArgumentParser((EvaluateArguments, GenDDTrainingArguments)).parse_args_into_dataclasses())
+    args = HfArgumentParser((EvaluateArguments, GenDDTrainingArguments)).parse_args_into_dataclasses()
+    quiet_library_bars_in_log_files()
+    evaluate_folder(*args)

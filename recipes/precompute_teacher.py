@@ -23,6 +23,7 @@ from transformers import HfArgumentParser
 
 from gendd_hf.data import load_fashion_mnist, load_image_dataset
 from gendd_hf.data.transforms import IMAGENET_PRESETS
+from gendd_hf.progress import quiet_library_bars_in_log_files
 from gendd_hf.recipe import parse_json_dict, recipe_data_config
 from gendd_hf.teacher import TimmTeacher
 from gendd_hf.teacher_outputs import (
@@ -88,6 +89,7 @@ def load_images(args: PrecomputeArguments):
 
 def main():
     (args,) = HfArgumentParser(PrecomputeArguments).parse_args_into_dataclasses()
+    quiet_library_bars_in_log_files()  # our progress stays, as lines in a log file
     # Without a GPU, accelerate forms the process group of `accelerate launch` only when told to run on the CPU.
     state = PartialState(cpu=not torch.cuda.is_available())
     # ---- data and teacher

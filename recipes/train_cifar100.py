@@ -8,6 +8,14 @@ The `cifar_*` teachers have no pretrained weights in timm: pass a safetensors st
 CIFAR-100 (`safetensors.torch.save_file(model.state_dict(), "resnet56.safetensors")`). See docs/recipes.md.
 """
 
+import sys
+from pathlib import Path
+
+# gendd_hf.recipe.format_recipe_help's text, printed before the imports below, which take seconds
+HELP = Path(__file__).with_name("help") / f"{Path(__file__).stem}.txt"
+if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]) and HELP.is_file():
+    sys.exit(print(HELP.read_text(), end=""))
+
 from gendd_hf.recipe import recipe_main
 
 
@@ -15,8 +23,6 @@ from gendd_hf.recipe import recipe_main
 # CIFAR-100 distillation benchmarks (CRD, DKD).
 DEFAULTS = {
     "dataset_name": "uoft-cs/cifar100",
-    "image_column": "img",
-    "label_column": "fine_label",
     "eval_split": "test",
     "teacher_name": "cifar_resnet56",
     "student_name": "cifar_resnet20",

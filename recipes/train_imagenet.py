@@ -9,6 +9,14 @@ Data: a Hub id (`imagenet-1k`, accept its terms first) or a local imagefolder / 
 `--dataset_name`. Stage 1 is `--stage pretrain`; stage 2 starts from it with `--init_from`. See docs/recipes.md.
 """
 
+import sys
+from pathlib import Path
+
+# gendd_hf.recipe.format_recipe_help's text, printed before the imports below, which take seconds
+HELP = Path(__file__).with_name("help") / f"{Path(__file__).stem}.txt"
+if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]) and HELP.is_file():
+    sys.exit(print(HELP.read_text(), end=""))
+
 from gendd_hf.recipe import IMAGENET_RECIPES, recipe_main
 
 

@@ -6,18 +6,28 @@
 The defaults are the CIFAR-100 schedule of the distillation literature (CRD, DKD): 240 epochs of SGD (momentum 0.9,
 batch 64, weight decay 5e-4) at lr 0.05 (pass --learning_rate 0.01 for ShuffleNet and MobileNet), x0.1 at epochs
 150, 180 and 210. `--teacher_name` is the timm architecture to train, `--teacher_kwargs` its `timm.create_model`
-arguments; the data arguments are those of the other recipes.
+arguments. The data arguments are those of the other recipes: any `--dataset_name`, its image and label columns found
+automatically (CIFAR-100's `img` and `fine_label` among them) or named with `--image_column` / `--label_column`, its
+splits named with `--train_split` / `--eval_split` (CIFAR-100's `test` by default).
 
 The output folder is a timm model folder: `model.safetensors` holds the state dict of
 `timm.create_model(teacher_name, num_classes=C, **teacher_kwargs)` (the trained backbone with its linear probe as the
-classifier) and `config.json` timm's configuration, so that
-`TimmTeacher.from_timm(teacher_name, checkpoint_path="<output_dir>/model.safetensors")` and the distillation
-recipes' `--teacher_checkpoint` load it. Trainer checkpoints (`checkpoint-N`) sit beside it for `--resume_from_checkpoint`.
+classifier) and `config.json` timm's configuration with the preprocessing, so that
+`TimmTeacher.from_timm(teacher_name, checkpoint_path="<output_dir>/model.safetensors")`, the distillation recipes'
+`--teacher_checkpoint` and their `--teacher_name local-dir:<output_dir>` load it. Trainer checkpoints
+(`checkpoint-N`) sit beside it for `--resume_from_checkpoint`.
 """
+
+import sys
+from pathlib import Path
+
+# gendd_hf.recipe.format_recipe_help's text, printed before the imports below, which take seconds
+HELP = Path(__file__).with_name("help") / f"{Path(__file__).stem}.txt"
+if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]) and HELP.is_file():
+    sys.exit(print(HELP.read_text(), end=""))
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import timm
 from datasets import ClassLabel
@@ -28,6 +38,7 @@ from gendd_hf import GenDDConfig, GenDDForImageClassification, GenDDTrainer
 from gendd_hf.teacher import timm_classifier
 from gendd_hf.data import build_transforms, mixup_fn
 from gendd_hf.presets import CIFAR100_DATA, KD_CIFAR_SCHEDULE
+from gendd_hf.progress import quiet_library_bars_in_log_files
 from gendd_hf.recipe import (
     RecipeArguments,
     load_recipe_datasets,
@@ -125,7 +136,9 @@ def train_teacher(args: RecipeArguments, training_args: GenDDTrainingArguments) 
 
 
 def main(argv: Sequence[str] | None = None) -> GenDDTrainer:
-    return train_teacher(*parse_recipe_args(argv, DEFAULTS, script=Path(__file__).name))
+    args = parse_recipe_args(argv, DEFAULTS, script=Path(__file__).name)
+    quiet_library_bars_in_log_files()
+    return train_teacher(*args)
 
 
 if __name__ == "__main__":

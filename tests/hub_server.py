@@ -11,14 +11,18 @@ It answers the calls that `create_repo`, `upload_folder`, `upload_file`, `create
   `deletedFile`, `deletedFolder`) and answers `commitUrl` / `commitOid`;
 - `POST /api/validate-yaml`: parses the README front matter (400 with the YAML error if it does not parse);
 - `HEAD` / `GET /{prefix}{repo}/resolve/{revision}/{path}`: serves stored files (404 `EntryNotFound` otherwise);
-- `GET /api/{type}s/{repo}` (`repo_info`) and `GET /api/whoami-v2`.
+- `GET /api/{type}s/{repo}` (`repo_info`), `GET /api/{type}s/{repo}/tree/{revision}[/{path}]` (`list_repo_tree`, which
+  `snapshot_download` calls; one page, files and folders) and `GET /api/whoami-v2`.
+
+Reads serve the files of the last commit whatever revision is asked for: the fake keeps one version of each file.
 
 Anything else is answered 404 and recorded in `FakeHub.unhandled`. LFS and xet uploads are not implemented: a
 commit with an `lfsFile` line is refused with 400. Writes need an `Authorization: Bearer` header, as on the Hub.
 
 `huggingface_hub` reads `HF_ENDPOINT` and `HF_HUB_OFFLINE` once, at import: the `fake_hub` fixture therefore
-patches `huggingface_hub.constants` and the module-level `HfApi` in this process as well as the environment
-variables, which subprocesses started inside the test inherit (they read them at their own import).
+patches `huggingface_hub.constants`, the module-level `HfApi` and the `HfApi` that transformers keeps (`hf_api()`,
+used by `Trainer` and `push_to_hub`) in this process, as well as the environment variables, which subprocesses started
+inside the test inherit (they read them at their own import).
 """
 
 from __future__ import annotations
@@ -29,12 +33,14 @@ import hashlib
 import json
 import re
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
+import transformers.utils.hub
 import yaml
 from huggingface_hub import constants, hf_api
 from huggingface_hub.utils import close_session
@@ -144,6 +150,7 @@ class _Handler(BaseHTTPRequestHandler):
             (("POST",), api + r"/preupload/(?P<rev>[^/]+)", self._preupload),
             (("POST",), api + r"/commit/(?P<rev>[^/]+)", self._commit),
             (("GET",), api + r"(/revision/(?P<rev>[^/]+))?", self._repo_info),
+            (("GET",), api + r"/tree/(?P<rev>[^/]+)(/(?P<folder>.+))?", self._tree),
             (("GET", "HEAD"), r"/(?P<kind>datasets/|spaces/)?(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)",
              self._resolve),
         ]
@@ -233,7 +240,8 @@ class _Handler(BaseHTTPRequestHandler):
                     for name in [name for name in found.files if name.startswith(path + "/")]:
                         del found.files[name]
             found.files.update(added)
-            oid = hashlib.sha1(f"{found.head}{header}{sorted(added)}{deleted}".encode()).hexdigest()
+            # Unique, as on the Hub: a client cache keyed by commit must never mix two servers' repositories.
+            oid = hashlib.sha1(f"{uuid.uuid4()}{found.head}{header}{sorted(added)}".encode()).hexdigest()
             found.commits.append({"oid": oid, "summary": header.get("summary"), "files": sorted(added)})
         prefix = URL_PREFIXES[found.repo_type]
         self._send(200, {"commitUrl": f"{self.hub.endpoint}/{prefix}{repo}/commit/{oid}", "commitOid": oid})
@@ -243,6 +251,28 @@ class _Handler(BaseHTTPRequestHandler):
             return
         siblings = [{"rfilename": name} for name in sorted(found.files)]
         self._send(200, {"id": repo, "sha": found.head, "private": found.visibility == "private", "siblings": siblings})
+
+    def _tree(self, kind, repo, query, folder=None, **_):
+        if (found := self._find_repo(REPO_TYPES[kind], repo)) is None:
+            return
+        prefix = f"{folder.rstrip('/')}/" if folder else ""
+        recursive = query.get("recursive", ["false"])[0].lower() == "true"
+        entries = {}
+        for name, content in sorted(found.files.items()):
+            if not name.startswith(prefix):
+                continue
+            parts = name[len(prefix):].split("/")
+            for depth in range(1, len(parts)):  # the folders on the way, as the Hub lists them
+                if recursive or depth == 1:
+                    path = prefix + "/".join(parts[:depth])
+                    entries.setdefault(path, {"type": "directory", "path": path, "oid": git_hash(path.encode()),
+                                              "size": 0})
+            if recursive or len(parts) == 1:
+                entries[name] = {"type": "file", "path": name, "oid": git_hash(content), "size": len(content)}
+        if folder and not entries:
+            return self._error(404, f"Entry {folder} not found", "EntryNotFound")
+        body = json.dumps(list(entries.values())).encode()
+        self._send(200, body, {"Content-Type": "application/json"})
 
     def _resolve(self, method, kind, repo, rev, file, **_):
         head = method == "HEAD"
@@ -277,15 +307,19 @@ def serve_fake_hub() -> Iterator[FakeHub]:
 
 
 @pytest.fixture
-def fake_hub(monkeypatch) -> Iterator[FakeHub]:
+def fake_hub(monkeypatch, tmp_path_factory) -> Iterator[FakeHub]:
     """A running fake Hub with `huggingface_hub` pointed at it, in this process and in subprocesses.
 
-    Sets `HF_ENDPOINT`, a dummy `HF_TOKEN`, disables telemetry, unsets `HF_HUB_OFFLINE` (which blocks even a
-    loopback endpoint), and patches the values `huggingface_hub` read from them at import.
+    Sets `HF_ENDPOINT`, a dummy `HF_TOKEN`, a Hub cache of its own (downloads never reach the user's cache), disables
+    telemetry, unsets `HF_HUB_OFFLINE` (which blocks even a loopback endpoint), and patches the values
+    `huggingface_hub` read from them at import.
     """
+    cache = str(tmp_path_factory.mktemp("fake_hub_cache"))
     with serve_fake_hub() as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
         monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+        monkeypatch.setenv("HF_HUB_CACHE", cache)
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", cache)
         monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
         for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
             monkeypatch.delenv(name, raising=False)
@@ -294,8 +328,10 @@ def fake_hub(monkeypatch) -> Iterator[FakeHub]:
         monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", url_template)
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
-        # `huggingface_hub.create_repo`, `upload_folder`... are methods of an HfApi built at import.
+        # `huggingface_hub.create_repo`, `upload_folder`... are methods of an HfApi built at import; transformers
+        # keeps the one its `hf_api()` built first: the test's is built anew, with the patched endpoint.
         monkeypatch.setattr(hf_api.api, "endpoint", hub.endpoint)
+        monkeypatch.setattr(transformers.utils.hub, "_hf_api", None)
         close_session()  # a fresh HTTP client for the new endpoint, and again after the test
         yield hub
         close_session()

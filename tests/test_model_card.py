@@ -1,10 +1,14 @@
 import dataclasses
 
 import pytest
+import timm
 from huggingface_hub import ModelCard, metadata_load
+from timm.models import save_for_hf
+from safetensors.torch import save_file
 
 from conftest import tiny_model
-from gendd_hf.model_card import ModelCardInfo, render_model_card, write_model_card
+from gendd_hf.model_card import ModelCardInfo, describe_teacher, hub_dataset_id, render_model_card, write_model_card
+from gendd_hf.teacher import TimmTeacher, pretrained_weights_source
 
 
 INFO = dict(
@@ -40,7 +44,7 @@ def test_card_parses_with_huggingface_hub_and_carries_the_metadata(tmp_path):
     assert metadata["datasets"] == ["zalando-datasets/fashion_mnist"]
     assert metadata["metrics"] == ["accuracy"]
     assert metadata["base_model"] == "timm/resnet18.a1_in1k"
-    assert metadata["license"] == "apache-2.0"
+    assert "license" not in metadata  # no licence is claimed unless one is given
 
     card = ModelCard.load(path, ignore_metadata_errors=False)
     results = {(r.metric_config, r.metric_args["k"]): r for r in card.data.eval_results}
@@ -130,6 +134,86 @@ def test_a_fast_default_and_the_inference_cost_table_are_reported():
     assert 'sampler="ddpm", num_inference_steps=64, guidance_scale=2.0, num_samples=5' in text
     assert "runs the diffusion head once per token and guidance branch" in text and "8 steps" not in text
     assert "Accuracy against inference cost" not in render_model_card(INFO)
+
+
+def test_training_data_is_named_apart_from_the_evaluation_data_and_local_paths_are_never_links(tmp_path):
+    """An unsupervised run streamed from local webdataset shards and evaluated on a Hub dataset: the card names both,
+    links the Hub id only, and lists only it in the `datasets` metadata and `model-index`."""
+    shards = tmp_path / "cc3m-wds"
+    shards.mkdir()
+    info = {**INFO, "dataset": str(shards), "dataset_name": None, "train_split": "train", "streaming": True,
+            "method": "gendd_unsup", "contraction": 0.0, "eval_dataset": "ILSVRC/imagenet-1k",
+            "eval_dataset_name": "ImageNet-1k", "eval_split": "validation"}
+    card = ModelCard(render_model_card(info), ignore_metadata_errors=False)
+    assert card.data.datasets == ["ILSVRC/imagenet-1k"]
+    assert {(r.dataset_type, r.dataset_name, r.dataset_split) for r in card.data.eval_results} == {
+        ("ILSVRC/imagenet-1k", "ImageNet-1k", "validation")}
+    assert ("- **Training data**: `cc3m-wds` (local files, not on the Hub), split `train`, streamed, used without its "
+            "labels") in card.text
+    assert ("- **Evaluation data**: [ImageNet-1k](https://huggingface.co/datasets/ILSVRC/imagenet-1k), split "
+            "`validation`") in card.text
+    assert "Measured on the `validation` split of [ImageNet-1k]" in card.text
+    assert str(tmp_path) not in card.content and card.content.count("huggingface.co/datasets/") == 2  # eval, twice
+
+    # Evaluated on local data too: no Hub dataset at all, so no `datasets` and no `model-index`.
+    local = ModelCard(render_model_card({**info, "eval_dataset": str(shards)}), ignore_metadata_errors=False)
+    assert local.data.datasets is None and local.data.eval_results is None
+    assert "huggingface.co/datasets/" not in local.content and "diffusion head | 91.23 | 99.87 |" in local.text
+    # Not evaluated.
+    text = render_model_card({**info, "eval_split": None, "sampled_accuracy": None, "probe_accuracy": None})
+    assert "- **Evaluation data**: none (the model was not evaluated)" in text and "Measured on" not in text
+
+
+def test_hub_dataset_ids_are_valid_repo_ids_that_are_not_local_paths(tmp_path):
+    assert hub_dataset_id("ILSVRC/imagenet-1k") == "ILSVRC/imagenet-1k" and hub_dataset_id("cifar100") == "cifar100"
+    (tmp_path / "data").mkdir()
+    for name in (str(tmp_path / "data"), "/data/cc3m/{00000..00331}.tar", "pipe:curl -s x", "not recorded", None):
+        assert hub_dataset_id(name) is None, name
+
+
+def test_step_based_runs_report_steps_not_epochs():
+    text = render_model_card({**INFO, "epochs": 0.02, "steps": 20, "stage1_epochs": None})
+    assert "| GenDD optimizer steps | 20 |" in text and "epochs |" not in text
+    assert "| kd optimizer steps | 3 |" in render_model_card({**INFO, "method": "kd", "steps": 3})
+
+
+def test_the_licence_comes_from_the_caller_and_is_checked():
+    card = ModelCard(render_model_card({**INFO, "license": "cc-by-nc-4.0"}), ignore_metadata_errors=False)
+    assert card.data.license == "cc-by-nc-4.0" and "released under `cc-by-nc-4.0`" in card.text
+    assert "No licence was stated for these weights" in render_model_card(INFO)
+    with pytest.raises(ValueError, match=r"license='Apache 2.0' is not a Hub licence identifier: use one such as"):
+        ModelCardInfo(**{**INFO, "license": "Apache 2.0"})
+
+
+def test_the_teacher_is_named_with_the_source_of_its_weights(tmp_path):
+    assert describe_teacher("resnet34.tv_in1k", "hf-hub:timm/resnet34.tv_in1k") == (
+        "timm `resnet34.tv_in1k`, pretrained weights "
+        "[timm/resnet34.tv_in1k](https://huggingface.co/timm/resnet34.tv_in1k)"
+    )
+    url = "https://example.com/x.pth"
+    assert describe_teacher("x", url) == f"timm `x`, pretrained weights from <{url}>"
+    assert describe_teacher("x", None) == "timm `x` (weights not recorded)"
+    # timm's pretrained weights of a name with a tag come from the Hub (read from the config, nothing downloaded).
+    assert pretrained_weights_source(timm.create_model("test_resnet.r160_in1k")) == "hf-hub:timm/test_resnet.r160_in1k"
+    save_file(timm.create_model("test_resnet", num_classes=3).state_dict(), tmp_path / "teacher.safetensors")
+    teacher = TimmTeacher.from_timm("test_resnet", checkpoint_path=tmp_path / "teacher.safetensors", num_classes=3)
+    assert (teacher.name, teacher.weights) == ("test_resnet", str(tmp_path / "teacher.safetensors"))
+    described = describe_teacher(teacher.name, teacher.weights)
+    assert described == "timm `test_resnet`, weights from the local file `teacher.safetensors` (not on the Hub)"
+    assert TimmTeacher(timm.create_model("test_resnet")).name == "test_resnet"
+    # A timm model folder (`local-dir:`, as train_teacher.py writes): the architecture, and the folder by its name.
+    save_for_hf(timm.create_model("test_resnet", num_classes=3), tmp_path / "my-teacher")
+    folder = TimmTeacher.from_timm(f"local-dir:{tmp_path / 'my-teacher'}")
+    assert describe_teacher(folder.name, folder.weights) == (
+        "timm `test_resnet`, weights from the local folder `my-teacher` (not on the Hub)")
+
+
+def test_the_card_says_how_to_reproduce_the_sampled_predictions():
+    text = " ".join(render_model_card({**INFO, "seed": 3}).split())
+    for expected in ["**Reproducible predictions.**", "seeded with `sampling_config.seed` (3)",
+                     "measured with this repository's `sampling_config.json` and the evaluation transform in its "
+                     "`config.json`", "no `sampling_config` override, no `generator`"]:
+        assert expected in text, expected
 
 
 @pytest.mark.parametrize(

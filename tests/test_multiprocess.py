@@ -1,7 +1,8 @@
 """Real multi-process training: `accelerate launch` with two processes, torch.distributed over gloo on the CPU.
 
 Nothing is mocked: the two processes train the recipe's `GenDDTrainer` under DDP. On a machine without a GPU,
-`--use_cpu` makes the Trainer set up a MULTI_CPU process group (without it, each process trains alone).
+`use_cpu` makes the Trainer set up a MULTI_CPU process group (without it, each process would train alone);
+`GenDDTrainingArguments` sets it when several processes run without an accelerator.
 """
 
 import json
@@ -15,11 +16,12 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from gendd_hf.recipe import parse_recipe_args, run_recipe
-from test_recipes import QUIET, ROOT, recipe_env, run_script, teacher_args, write_recipe_data
+from test_recipes import QUIET, ROOT, TINY, recipe_env, run_script, teacher_args, write_recipe_data
 
 
-# Saves every process's final weights: only process 0 writes the model folder.
+# Saves every process's final weights and its view of the run: only process 0 writes the model folder.
 DRIVER = '''
+import json
 import sys
 from safetensors.torch import save_file
 from transformers import TrainerCallback
@@ -30,12 +32,23 @@ class SaveWeightsOfEachProcess(TrainerCallback):
     def on_train_end(self, args, state, control, model=None, **kwargs):
         weights = {name: value.detach().contiguous() for name, value in model.state_dict().items()}
         save_file(weights, f"{args.output_dir}/process{args.process_index}.safetensors")
+        run = {"world_size": args.world_size, "use_cpu": args.use_cpu, "global_step": state.global_step}
+        with open(f"{args.output_dir}/process{args.process_index}.json", "w") as file:
+            json.dump(run, file)
 
 
 run_recipe(*parse_recipe_args(sys.argv[1:]), callbacks=[SaveWeightsOfEachProcess()])
 '''
 # 1e-4 is a tenth of one AdamW step at lr 1e-3; a different batch or data order moves weights by whole steps.
 TOLERANCE = 1e-4
+
+
+def run_two_processes(tmp_path: Path, args: list[str]) -> None:
+    """`DRIVER` (the recipe) with `args` on two processes: `accelerate launch` with the recipes' multi-GPU config."""
+    (tmp_path / "driver.py").write_text(DRIVER)
+    launch = [str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file",
+              str(ROOT / "recipes" / "accelerate_configs" / "multi_gpu.yaml"), "--num_processes", "2"]
+    run_script([*launch, str(tmp_path / "driver.py"), *args], recipe_env(tmp_path))
 
 
 class RecordInitialWeights(TrainerCallback):
@@ -59,12 +72,8 @@ def test_two_processes_match_one_process_at_the_same_global_batch(tmp_path, monk
             *teacher_args(data), "--student_name", "test_vit", "--student_kwargs", '{"img_size": 32}',
             "--image_size", "32", "--token_dim", "32", "--head_width", "32", "--head_depth", "1", "--method", "kd",
             "--no_augmentation", *QUIET, "--max_steps", "4", "--learning_rate", "1e-3", "--seed", "5", "--use_cpu"]
-    (tmp_path / "driver.py").write_text(DRIVER)
-    launch = [str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file",
-              str(ROOT / "recipes" / "accelerate_configs" / "multi_gpu.yaml"), "--num_processes", "2"]
     two = tmp_path / "two"
-    run_script([*launch, str(tmp_path / "driver.py"), *args, "--per_device_train_batch_size", "4",
-                "--output_dir", str(two)], recipe_env(tmp_path))
+    run_two_processes(tmp_path, [*args, "--per_device_train_batch_size", "4", "--output_dir", str(two)])
 
     one = tmp_path / "one"
     run_recipe(*parse_recipe_args([*args, "--per_device_train_batch_size", "8", "--output_dir", str(one)]),
@@ -85,3 +94,24 @@ def test_two_processes_match_one_process_at_the_same_global_batch(tmp_path, monk
     two_metrics = json.loads((two / "eval_results.json").read_text())
     one_metrics = json.loads((one / "eval_results.json").read_text())
     assert {name: two_metrics[name] for name in top_k} == pytest.approx({name: one_metrics[name] for name in top_k})
+
+
+@pytest.mark.skipif(getattr(torch, "accelerator", torch.cuda).is_available(),
+                    reason="use_cpu is implied only where there is no accelerator")
+def test_two_processes_without_use_cpu_train_as_one_run(tmp_path):
+    """The command of docs/recipes.md on a machine without a GPU, `--use_cpu` left out: `GenDDTrainingArguments` sets
+    it, so the two processes form one run over gloo (world size 2, one batch of 4 each per step, the same weights)
+    instead of two runs of one process writing the same output_dir."""
+    data = write_recipe_data(tmp_path / "data")
+    out = tmp_path / "out"
+    run_two_processes(tmp_path, [
+        "--dataset_name", str(data["parquet"]), *teacher_args(data), *TINY, "--student_name", "test_vit",
+        "--student_kwargs", '{"img_size": 32}', "--method", "kd", "--no_augmentation", *QUIET, "--max_steps", "2",
+        "--per_device_train_batch_size", "4", "--eval_split", "", "--output_dir", str(out),
+    ])  # test_vit: LayerNorm, no BatchNorm statistics of each process's own images
+    runs = [json.loads((out / f"process{index}.json").read_text()) for index in (0, 1)]
+    assert runs == [{"world_size": 2, "use_cpu": True, "global_step": 2}] * 2
+    first, second = load_file(out / "process0.safetensors"), load_file(out / "process1.safetensors")
+    assert all(torch.equal(first[name], second[name]) for name in first)
+    saved = load_file(out / "model.safetensors")
+    assert all(torch.equal(saved[name], first[name]) for name in saved)

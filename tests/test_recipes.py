@@ -37,7 +37,7 @@ from gendd_hf.teacher_outputs import (
     finalize_teacher_outputs,
     precompute_teacher_outputs,
 )
-from hub_server import FAKE_TOKEN, serve_fake_hub
+from hub_server import FAKE_TOKEN, fake_hub, serve_fake_hub  # noqa: F401  (fake_hub is a fixture)
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,9 +178,12 @@ def test_imagenet_recipe_saves_a_loadable_folder_with_its_model_card(imagenet_ru
     assert {"eval_sampled_top1", "eval_sampled_top5", "eval_probe_top1", "eval_probe_top5"} <= set(metrics)
     card = (out / "README.md").read_text()
     for expected in [
-        "timm `test_resnet` (weights from `teacher.safetensors`)", "**Student backbone** (timm): `test_resnet`",
-        "[imagefolder]", "**Evaluation split**: `validation`", "**Training method**: `gendd`", "**lambda = 0.9**",
-        "tokens of 32 dimensions", "| GenDD epochs | 2.0 |", "| learning rate | 0.002 (cosine schedule) |",
+        "timm `test_resnet`, weights from the local file `teacher.safetensors` (not on the Hub)",
+        "**Student backbone** (timm): `test_resnet`",
+        "**Training data**: `imagefolder` (local files, not on the Hub), split `train`\n",
+        "**Evaluation data**: `imagefolder` (local files, not on the Hub), split `validation`",
+        "**Training method**: `gendd`", "**lambda = 0.9**",
+        "tokens of 32 dimensions", "| GenDD optimizer steps | 8 |", "| learning rate | 0.002 (cosine schedule) |",
         "| batch size | 7 |", "8 optimizer steps", "Augmentation `a2`, mixup 0.1, cutmix 1.0",
         f"diffusion head | {100 * metrics['eval_sampled_top1']:.2f} | {100 * metrics['eval_sampled_top5']:.2f} |",
         f"no sampling) | {100 * metrics['eval_probe_top1']:.2f} | {100 * metrics['eval_probe_top5']:.2f} |",
@@ -205,7 +208,10 @@ def test_push_sends_the_final_folder_without_pickles_or_checkpoints(imagenet_run
             "sampling_config.json", "README.md", "eval_results.json"} <= set(repo.files)
     assert "training_args.bin" in os.listdir(out) and not any(name.endswith((".bin", ".pt", ".pth"))
                                                               or "/" in name for name in repo.files)
-    assert [commit["summary"] for commit in repo.commits] == ["GenDD gendd: end of training"]
+    # The Trainer's pushes (hub_strategy every_save: the model folder at each checkpoint), then the final one.
+    summaries = [commit["summary"] for commit in repo.commits]
+    assert summaries[0] == "Training in progress, step 4" and summaries[-1] == "GenDD gendd: end of training"
+    assert set(summaries[1:-1]) <= {"Training in progress, step 8"}
     assert hub.unhandled == []
 
 
@@ -259,7 +265,7 @@ def test_cifar100_recipe_trains_kd_on_parquet_under_accelerate_launch(data, tmp_
     assert config["pretrained_cfg"]["crop_pct"] == 1.0  # the "small" preset evaluates with a plain resize
     assert config["pretrained_cfg"]["mean"] == pytest.approx([0.5071, 0.4867, 0.4408])
     card = (out / "README.md").read_text()
-    assert "**Training method**: `kd` (a distillation baseline" in card and "| kd epochs | 1.0 |" in card
+    assert "**Training method**: `kd` (a distillation baseline" in card and "| kd optimizer steps | 3 |" in card
 
 
 # ---- unsupervised recipe: streamed webdataset shards, labelled evaluation set ---------------------------------------
@@ -276,6 +282,11 @@ def test_cc3m_recipe_streams_unlabeled_shards_and_evaluates_on_labeled_data(data
     card = (out / "README.md").read_text()
     assert "**Training method**: `gendd_unsup` (GenDD without labels)" in card
     assert "**lambda = 0.0** (unsupervised: no labels)" in card and "4 optimizer steps" in card
+    # The training data is named (streamed, unlabelled), apart from the evaluation data; local paths are not links.
+    assert ("**Training data**: `wds` (local files, not on the Hub), split `train`, streamed, used without its "
+            "labels") in card
+    assert "**Evaluation data**: `imagefolder` (local files, not on the Hub), split `validation`" in card
+    assert "| GenDD optimizer steps | 4 |" in card and "huggingface.co/datasets" not in card
 
 
 # ---- arguments ------------------------------------------------------------------------------------------------------
@@ -396,6 +407,34 @@ def test_resume_from_checkpoint_true_resumes_from_the_latest_checkpoint(data, tm
     run_in_process(data, tmp_path, "--max_steps", "3", "--resume_from_checkpoint", "true", "--eval_split", "",
                    callbacks=[RecordSteps()])
     assert RecordSteps.steps == [3]  # steps 1 and 2 came from checkpoint-2
+
+
+def test_the_hub_flow_as_typed_pushes_checkpoints_and_resumes_from_the_hub(data, tmp_path, fake_hub):
+    """`--push_to_hub --hub_model_id ID --hub_strategy checkpoint` pushes the model folder and `last-checkpoint/` at each
+    save, then the final model with its card (`--license`); `--resume_from_checkpoint hub` with the same
+    `--hub_model_id`, in another output folder (another machine), continues from the pushed checkpoint."""
+    hub = ["--hub_model_id", "gendd/recipe-flow"]
+    run_in_process(data, tmp_path, "--max_steps", "2", "--save_strategy", "steps", "--save_steps", "1", "--eval_split",
+                   "", "--push_to_hub", "--hub_strategy", "checkpoint", "--hub_always_push", "true", "--license",
+                   "mit", *hub)
+    repo = fake_hub.repo("gendd/recipe-flow")
+    assert json.loads(repo.files["last-checkpoint/trainer_state.json"])["global_step"] == 2
+    assert {"last-checkpoint/optimizer.pt", "last-checkpoint/rng_state.pth", "model.safetensors"} <= set(repo.files)
+    assert not any(name.endswith("training_args.bin") or name.startswith("checkpoint-") for name in repo.files)
+    assert repo.commits[-1]["summary"] == "GenDD gendd: end of training" and len(repo.commits) == 5
+    card = repo.files["README.md"].decode()
+    assert "license: mit" in card and "| GenDD optimizer steps | 2 |" in card
+
+    class RecordSteps(TrainerCallback):
+        steps = []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.steps.append(state.global_step)
+
+    run_in_process(data, tmp_path / "elsewhere", "--max_steps", "3", "--eval_split", "", "--resume_from_checkpoint",
+                   "hub", *hub, callbacks=[RecordSteps()])
+    assert RecordSteps.steps == [3]  # steps 1 and 2 came from the Hub's last-checkpoint/
+    assert len(repo.commits) == 5  # without --push_to_hub, the resumed run only read the Hub
 
 
 def test_shot_metrics_group_classes_by_their_training_images(data, tmp_path):

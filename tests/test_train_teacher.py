@@ -50,8 +50,7 @@ def write_imagefolder(folder: Path, per_class: dict[str, int]) -> Path:
 
 def argv(data: Path, output_dir: Path, *extra: str) -> list[str]:
     return [
-        "--dataset_name", str(data), "--image_column", "image", "--label_column", "label",
-        "--teacher_name", ARCHITECTURE, "--output_dir", str(output_dir),
+        "--dataset_name", str(data), "--teacher_name", ARCHITECTURE, "--output_dir", str(output_dir),
         "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8", "--logging_steps", "1",
         "--eval_strategy", "no", "--save_strategy", "no", "--use_cpu", "true", "--report_to", "none",
         "--disable_tqdm", "true", "--seed", "0", *extra,
@@ -91,6 +90,10 @@ def test_trains_with_the_step_schedule_and_writes_a_timm_teacher(tmp_path):
         probe_logits = model(pixel_values=pixel_values, inference_path="probe").logits
     torch.testing.assert_close(teacher(pixel_values).logits, probe_logits, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(teacher.classifier_weight, model.probe.weight.detach())
+    # As a timm model folder (the recipes' --teacher_name local-dir:FOLDER): the same, with its preprocessing.
+    folder_teacher = TimmTeacher.from_timm(f"local-dir:{output_dir}")
+    torch.testing.assert_close(folder_teacher(pixel_values).logits, probe_logits, rtol=1e-5, atol=1e-5)
+    assert tuple(folder_teacher.data_config()["input_size"]) == (3, 32, 32)
 
 
 def test_default_schedule_is_the_kd_literature_one(tmp_path):
@@ -101,6 +104,25 @@ def test_default_schedule_is_the_kd_literature_one(tmp_path):
     assert args.lr_scheduler_kwargs == {"lr_decay_epochs": [150, 180, 210], "lr_decay_rate": 0.1}
     assert trainer.lr_scheduler.lr_lambdas[0].lr_decay_epochs == (150.0, 180.0, 210.0)
     assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def test_takes_any_image_and_label_columns_and_splits(tmp_path):
+    """As in the other recipes: columns found automatically (the tests above: an imagefolder's `image` and `label`),
+    or named with --image_column / --label_column; splits named with --train_split / --eval_split."""
+    folder = write_imagefolder(tmp_path / "imagefolder", {"train": 4, "test": 1})
+    renamed = datasets.DatasetDict({
+        name: datasets.load_dataset("imagefolder", data_dir=str(folder), split=split).rename_columns(
+            {"image": "picture", "label": "category"})
+        for name, split in (("fit", "train"), ("holdout", "test"))
+    })
+    renamed.save_to_disk(tmp_path / "renamed")
+    trainer = train_teacher.main(argv(tmp_path / "renamed", tmp_path / "out", "--image_column", "picture",
+                                      "--label_column", "category", "--train_split", "fit", "--eval_split", "holdout",
+                                      "--max_steps", "2"))
+    assert trainer.state.global_step == 2 and len(trainer.eval_dataset) == NUM_CLASSES
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["label_names"] == ["class_0", "class_1", "class_2"]
+    assert "eval_probe_top1" in json.loads((tmp_path / "out" / "eval_results.json").read_text())
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,11 @@
-"""Trainer callbacks of GenDD's optimisation recipe."""
+"""Trainer callbacks: GenDD's beta2 schedule, and progress lines for log files."""
 
 import math
 
-from transformers import TrainerCallback
+from transformers import ProgressCallback, TrainerCallback
+from transformers.trainer_utils import has_length
+
+from .progress import LogProgress
 
 
 def cosine_beta2(step: int, total_steps: int, start: float = 0.95, end: float = 0.999) -> float:
@@ -38,4 +41,23 @@ class AdamBeta2Callback(TrainerCallback):
                 group["betas"] = (group["betas"][0], beta2)
 
 
-__all__ = ["AdamBeta2Callback", "cosine_beta2"]
+class LogProgressCallback(ProgressCallback):
+    """transformers' `ProgressCallback` for a log file: the training steps and the evaluation batches (the sampled
+    path's included) as a short line now and then ([`~gendd_hf.progress.LogProgress`]) instead of tqdm bars, and the
+    logs as lines. [`GenDDTrainer`] uses it in place of `ProgressCallback` when stderr is not a terminal.
+    """
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.training_bar = LogProgress(total=state.max_steps, desc="train", unit="step")
+        self.current_step = 0
+
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+        if state.is_world_process_zero and has_length(eval_dataloader):
+            if self.prediction_bar is None:  # after the first batch: there is no event before it
+                self.prediction_bar = LogProgress(total=len(eval_dataloader), desc="evaluate", unit="batch", initial=1)
+            else:
+                self.prediction_bar.update(1)
+
+
+__all__ = ["AdamBeta2Callback", "LogProgressCallback", "cosine_beta2"]

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 
 from .configuration_gendd import INFERENCE_PATHS
-from .training_args import METHODS
+from .training_args import METHODS, UNSUPERVISED_METHODS
 
 
 DEFAULT_TEMPLATE_PATH = Path(__file__).resolve().parent / "templates" / "gendd_student.md"
@@ -18,6 +22,53 @@ PATH_DESCRIPTIONS = {
     "sampled": "frozen teacher classifier on features sampled by the diffusion head",
     "probe": "the student's linear probe (one forward pass, no sampling)",
 }
+LICENSE_ID = re.compile(r"[a-z0-9][a-z0-9.+-]*")
+
+
+def check_license(license: str | None) -> None:
+    """Raise a `ValueError` saying what to pass unless `license` is `None` or has the form of a Hub licence id."""
+    if license is not None and not LICENSE_ID.fullmatch(license):
+        raise ValueError(
+            f"license={license!r} is not a Hub licence identifier: use one such as 'apache-2.0', 'mit', 'cc-by-4.0' "
+            "or 'other' (https://huggingface.co/docs/hub/repositories-licenses), or leave it unset to state no "
+            "licence."
+        )
+
+
+def hub_dataset_id(name: str | None) -> str | None:
+    """`name` if it can name a Hub dataset (a valid repo id that is not a local path), else `None`."""
+    if not name or os.path.exists(name):
+        return None
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return None
+    return name
+
+
+def _dataset_markdown(name: str, pretty: str | None = None) -> str:
+    """A Hub dataset as a link to its page; anything else (a local path, a description) as plain text, never a link.
+    A local path is shortened to its last component."""
+    if hub_dataset_id(name):
+        return f"[{pretty or name}](https://huggingface.co/datasets/{name})"
+    if os.path.exists(name):
+        return f"`{Path(name).resolve().name}` (local files, not on the Hub)"
+    return pretty or name
+
+
+def describe_teacher(name: str, weights: str | None) -> str:
+    """The teacher for the model card: its timm name and where its weights came from (`TimmTeacher.name` and
+    `TimmTeacher.weights`: `"hf-hub:<repo id>"`, a URL, or a local file or folder, shown by its last component only,
+    not linked)."""
+    if weights is None:
+        return f"timm `{name}` (weights not recorded)"
+    if weights.startswith("hf-hub:"):
+        repo_id = weights.removeprefix("hf-hub:")
+        return f"timm `{name}`, pretrained weights [{repo_id}](https://huggingface.co/{repo_id})"
+    if weights.startswith(("https://", "http://")):
+        return f"timm `{name}`, pretrained weights from <{weights}>"
+    kind = "folder" if os.path.isdir(weights) else "file"
+    return f"timm `{name}`, weights from the local {kind} `{Path(weights).resolve().name}` (not on the Hub)"
 
 
 @dataclass
@@ -26,15 +77,24 @@ class ModelCardInfo:
 
     Args:
         model_name (`str`): name of the model, used as the card title and in `model-index`.
-        teacher (`str`): the teacher, e.g. a Hub id (`"timm/resnet34.a1_in1k"`) or a short description.
+        teacher (`str`): the teacher and the source of its weights (Markdown), e.g. from [`describe_teacher`].
         student (`str`): timm architecture of the student backbone (`config.student_name`).
-        dataset (`str`): Hub id of the training/evaluation dataset, e.g. `"zalando-datasets/fashion_mnist"`.
-        dataset_name (`str`, *optional*): pretty name of the dataset; defaults to `dataset`.
-        eval_split (`str`, *optional*, defaults to `"test"`): split the accuracies were measured on.
+        dataset (`str`): the training data: a Hub dataset id (e.g. `"zalando-datasets/fashion_mnist"`: linked and
+            listed in the `datasets` metadata) or anything else, such as a local path or a description (shown as
+            text, a local path by its last component only, never linked).
+        dataset_name (`str`, *optional*): pretty name of the training data; defaults to `dataset`.
+        train_split (`str`, *optional*): split of `dataset` trained on.
+        streaming (`bool`, *optional*, defaults to `False`): whether the training data was streamed.
+        eval_dataset (`str`, *optional*): the evaluation data, as `dataset`; defaults to `dataset`.
+        eval_dataset_name (`str`, *optional*): pretty name of the evaluation data; defaults to `eval_dataset`.
+        eval_split (`str`, *optional*, defaults to `"test"`): split the accuracies were measured on; `None` when
+            the model was not evaluated.
         repo_id (`str`, *optional*): Hub repository of this model, used in the loading example.
         base_model (`str`, *optional*): Hub id the student was initialised from, written to `base_model`; leave
             `None` for a student trained from scratch.
-        license (`str`, *optional*, defaults to `"apache-2.0"`): license identifier.
+        license (`str`, *optional*): Hub licence identifier (`"apache-2.0"`, `"mit"`, `"cc-by-4.0"`, `"other"`...,
+            see https://huggingface.co/docs/hub/repositories-licenses). `None` (the default) states no licence.
+        tags (`list[str]`, *optional*): tags added to the GenDD ones.
         method (`str`, *optional*, defaults to `"gendd"`): the training method (`GenDDTrainingArguments.method`);
             a baseline (`ce`, `kd`, `dkd`, `kl_unsup`) classifies with the probe only.
         contraction (`float`, *optional*, defaults to 0.9): `lambda` of distribution contraction.
@@ -47,7 +107,8 @@ class ModelCardInfo:
         inference_path (`str`, *optional*, defaults to `"sampled"`): what `forward` returns in eval mode.
         sampled_accuracy (`dict`, *optional*): `{"top1": ..., "top5": ...}` of the sampled path.
         probe_accuracy (`dict`, *optional*): `{"top1": ..., "top5": ...}` of the linear probe.
-        epochs (`int`, *optional*): GenDD (stage 2) training epochs.
+        epochs (`float`, *optional*): training epochs, for a run given in epochs.
+        steps (`int`, *optional*): optimizer steps, for a run given in steps (`max_steps`); shown instead of epochs.
         stage1_epochs (`int`, *optional*): epochs of the cross-entropy warm-start stage, if any.
         learning_rate (`float`, *optional*): peak learning rate.
         batch_size (`int`, *optional*): total training batch size.
@@ -65,10 +126,15 @@ class ModelCardInfo:
     student: str
     dataset: str
     dataset_name: str | None = None
-    eval_split: str = "test"
+    train_split: str | None = None
+    streaming: bool = False
+    eval_dataset: str | None = None
+    eval_dataset_name: str | None = None
+    eval_split: str | None = "test"
     repo_id: str | None = None
     base_model: str | None = None
-    license: str = "apache-2.0"
+    license: str | None = None
+    tags: list[str] | None = None
     method: str = "gendd"
     contraction: float = 0.9
     token_dim: int = 64
@@ -80,7 +146,8 @@ class ModelCardInfo:
     inference_path: str = "sampled"
     sampled_accuracy: dict[str, float] | None = None
     probe_accuracy: dict[str, float] | None = None
-    epochs: int | None = None
+    epochs: float | None = None
+    steps: int | None = None
     stage1_epochs: int | None = None
     learning_rate: float | None = None
     batch_size: int | None = None
@@ -94,6 +161,7 @@ class ModelCardInfo:
         for field in ("model_name", "teacher", "student", "dataset"):
             if not getattr(self, field):
                 raise ValueError(f"ModelCardInfo.{field} is empty; the card needs it.")
+        check_license(self.license)
         if self.method not in METHODS:
             raise ValueError(f"ModelCardInfo.method={self.method!r}; use one of {list(METHODS)}.")
         if not 0.0 <= self.contraction <= 1.0:
@@ -129,7 +197,17 @@ class ModelCardInfo:
         return cls(**{**from_model, **fields})
 
 
+def _eval_data(info: ModelCardInfo) -> tuple[str, str | None]:
+    """The evaluation data and its pretty name: `eval_dataset`, else the training data."""
+    return (info.eval_dataset, info.eval_dataset_name) if info.eval_dataset else (info.dataset, info.dataset_name)
+
+
 def _eval_results(info: ModelCardInfo) -> list[EvalResult]:
+    """`model-index` entries of the accuracies; none for evaluation data that is not on the Hub, which has no id."""
+    name, pretty = _eval_data(info)
+    eval_dataset = hub_dataset_id(name)
+    if eval_dataset is None or info.eval_split is None:
+        return []
     results = []
     for path, accuracy in (("sampled", info.sampled_accuracy), ("probe", info.probe_accuracy)):
         for key, value in sorted((accuracy or {}).items()):
@@ -137,8 +215,8 @@ def _eval_results(info: ModelCardInfo) -> list[EvalResult]:
             results.append(
                 EvalResult(
                     task_type="image-classification",
-                    dataset_type=info.dataset,
-                    dataset_name=info.dataset_name or info.dataset,
+                    dataset_type=eval_dataset,
+                    dataset_name=pretty or eval_dataset,
                     dataset_split=info.eval_split,
                     metric_type="accuracy",
                     metric_name=f"Top-{k} accuracy, {path} path (%)",
@@ -151,7 +229,8 @@ def _eval_results(info: ModelCardInfo) -> list[EvalResult]:
 
 
 def render_model_card(info: ModelCardInfo | dict, template_path: str | Path | None = None) -> str:
-    """Render the README.md of a GenDD student: YAML metadata (tags, datasets, `model-index`) and the card text.
+    """Render the README.md of a GenDD student: YAML metadata (tags, Hub datasets, licence, `model-index`) and the
+    card text.
 
     Args:
         info (`ModelCardInfo` or `dict`): what to report; a dict is passed to `ModelCardInfo(**info)`.
@@ -168,13 +247,15 @@ def render_model_card(info: ModelCardInfo | dict, template_path: str | Path | No
             "gendd_hf, in gendd_hf/templates/)."
         )
     eval_results = _eval_results(info)
+    datasets = [hub_dataset_id(name) for name in (info.dataset, info.eval_dataset)]
+    datasets = list(dict.fromkeys(name for name in datasets if name))
     card_data = ModelCardData(
         model_name=info.model_name,
         library_name="transformers",
         pipeline_tag="image-classification",
         license=info.license,
-        tags=TAGS,
-        datasets=[info.dataset],
+        tags=TAGS + [tag for tag in info.tags or [] if tag not in TAGS],
+        datasets=datasets or None,
         metrics=["accuracy"],
         base_model=info.base_model,
         eval_results=eval_results or None,
@@ -193,6 +274,9 @@ def render_model_card(info: ModelCardInfo | dict, template_path: str | Path | No
         template_path=str(template_path),
         info=dataclasses.asdict(info),
         results=results,
+        train_data=_dataset_markdown(info.dataset, info.dataset_name),
+        eval_data=_dataset_markdown(*_eval_data(info)),
+        unsupervised=info.method in UNSUPERVISED_METHODS,
     )
     return card.content
 
@@ -205,4 +289,12 @@ def write_model_card(folder: str | Path, info: ModelCardInfo | dict, template_pa
     return path
 
 
-__all__ = ["DEFAULT_TEMPLATE_PATH", "ModelCardInfo", "render_model_card", "write_model_card"]
+__all__ = [
+    "DEFAULT_TEMPLATE_PATH",
+    "ModelCardInfo",
+    "check_license",
+    "describe_teacher",
+    "hub_dataset_id",
+    "render_model_card",
+    "write_model_card",
+]

@@ -5,6 +5,8 @@ Self-contained for ``trust_remote_code``: imports torch, timm, transformers, dif
 """
 
 import json
+import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import timm
@@ -13,7 +15,7 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from torch import nn
 from transformers import PreTrainedModel, TimmWrapperConfig, TimmWrapperForImageClassification
-from transformers.utils import SAFE_WEIGHTS_NAME, ModelOutput, cached_file, logging
+from transformers.utils import SAFE_WEIGHTS_NAME, ModelOutput, cached_file, hf_api, logging
 
 from .configuration_gendd import GenDDConfig, GenDDSamplingConfig
 from .diffusion import HybridDiffusionLoss, contract, merge_tokens, split_tokens, training_betas
@@ -82,6 +84,74 @@ class GenDDPreTrainedModel(PreTrainedModel):
         if kwargs.get("is_main_process", True):
             self.sampling_config.save_pretrained(save_directory)
         return result
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        model_card: Mapping | None = None,
+        commit_message: str | None = None,
+        commit_description: str | None = None,
+        private: bool | None = None,
+        token: bool | str | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        max_shard_size: int | str | None = "50GB",
+        tags: list[str] | None = None,
+    ):
+        """Upload the model as `save_pretrained` saves it (weights; `config.json` with the image processor, which
+        transformers keeps there for timm models: `image_processor_type` and the evaluation transform
+        `pretrained_cfg`; `sampling_config.json`; the modeling code) with the GenDD model card, in one commit, so that
+        `pipeline("image-classification", model=repo_id)` loads the repository and classifies as the model was
+        evaluated.
+
+        Args:
+            repo_id (`str`): `"name"` (under the token's user) or `"namespace/name"`; created if needed.
+            model_card (`dict`, *optional*): fields of `gendd_hf.model_card.ModelCardInfo` that the model cannot
+                know: `teacher`, `dataset`, `eval_split`, accuracies, `license`... (the student and sampling settings
+                come from the model). Without it, the repository's existing `README.md` is kept; a repository without
+                one gets a GenDD card whose teacher and data read "not recorded".
+            tags (`list[str]`, *optional*): tags added to the GenDD card's.
+            commit_message, commit_description, private, token, revision, create_pr, max_shard_size:
+                As in `PreTrainedModel.push_to_hub`.
+
+        Returns:
+            `huggingface_hub.CommitInfo` of the upload.
+        """
+        if self.config.pretrained_cfg is None:
+            raise ValueError(
+                "config.pretrained_cfg is None: the repository would have no evaluation transform, and its image "
+                "processor (pipeline(), AutoImageProcessor) would fall back to timm's generic defaults. Set "
+                "model.config.pretrained_cfg to the timm data config the model was evaluated with (the recipes set "
+                "it; e.g. timm.data.resolve_model_data_config(teacher)) before pushing."
+            )
+        api = hf_api()
+        repo_id = api.create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder, max_shard_size=max_shard_size)
+            if model_card is not None or not api.file_exists(repo_id, "README.md", revision=revision, token=token):
+                self._write_model_card(folder, repo_id, dict(model_card or {}), tags)
+            return api.upload_folder(
+                repo_id=repo_id,
+                folder_path=folder,
+                commit_message=commit_message or "Upload GenDD model",
+                commit_description=commit_description,
+                token=token,
+                revision=revision,
+                create_pr=create_pr,
+            )
+
+    def _write_model_card(self, folder, repo_id: str, fields: dict, tags: list[str] | None) -> None:
+        try:  # gendd_hf's card; imported here so that this file stays self-contained for trust_remote_code
+            from gendd_hf.model_card import ModelCardInfo, write_model_card
+        except ImportError:
+            logger.warning("gendd-hf is not installed: pushing without a model card (pip install gendd-hf writes it).")
+            return
+        defaults = {"model_name": repo_id.split("/")[-1], "repo_id": repo_id, "teacher": "not recorded",
+                    "dataset": "not recorded", "eval_split": None}
+        if tags:
+            fields["tags"] = [*fields.get("tags", []), *tags]
+        write_model_card(folder, ModelCardInfo.from_model(self, **{**defaults, **fields}))
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, sampling_config=None, **kwargs):

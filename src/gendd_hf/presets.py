@@ -106,10 +106,8 @@ def _step_decay(*epochs: int) -> dict[str, Any]:
 
 
 # ---- CIFAR-100 ------------------------------------------------------------------------------------------------------
-CIFAR100_DATA = {
+CIFAR100_DATA = {  # its columns, img and fine_label, are found automatically
     "dataset_name": "uoft-cs/cifar100",
-    "image_column": "img",
-    "label_column": "fine_label",
     "train_split": "train",
     "eval_split": "test",
     "image_size": 32,

@@ -6,10 +6,11 @@ train, evaluate, save, push. The same code runs under `python` and under `accele
 processes.
 """
 
+import argparse
+import copy
 import dataclasses
 import inspect
 import json
-import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,10 +34,10 @@ from .data import build_transforms, load_image_dataset, mixup_fn
 from .data.transforms import eval_data_config
 from .data.imagenet_lt import LongTailMetrics, class_groups
 from .data.transforms import IMAGENET_PRESETS
-from .hub import push_model_folder
 from .image_processing import build_image_processor
-from .model_card import ModelCardInfo, write_model_card
+from .model_card import check_license
 from .modeling_gendd import GenDDForImageClassification
+from .progress import quiet_library_bars_in_log_files
 from .teacher import TimmTeacher, first_conv_in_channels
 from .teacher_outputs import ViewConfig, teacher_outputs_dataset
 from .trainer import GenDDTrainer, check_dataset_classes, top_k_metrics
@@ -92,7 +93,8 @@ class RecipeArguments:
     # ---- data
     dataset_name: str | None = field(
         default=None,
-        metadata={"help": "Hub dataset id, or a local imagefolder / parquet / webdataset-shard / save_to_disk path."},
+        metadata={"help": "Hub dataset id, or a local imagefolder / parquet / webdataset-shard / save_to_disk path, or "
+                  "a folder of Fashion-MNIST's IDX files (/usr/share/datasets/fashion-mnist)."},
     )
     dataset_config: str | None = field(default=None, metadata={"help": "Configuration name of a Hub dataset."})
     train_split: str = field(default="train", metadata={"help": "Split to train on."})
@@ -128,7 +130,9 @@ class RecipeArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N examples only."})
     # ---- teacher and student
     teacher_name: str | None = field(
-        default=None, metadata={"help": "timm name of the teacher, e.g. resnet34.tv_in1k or cifar_resnet56."}
+        default=None,
+        metadata={"help": "timm name of the teacher, e.g. resnet34.tv_in1k or cifar_resnet56, or local-dir:FOLDER for "
+                  "a timm model folder (weights, classes and preprocessing; train_teacher.py writes one)."},
     )
     teacher_checkpoint: str | None = field(
         default=None,
@@ -206,6 +210,12 @@ class RecipeArguments:
         metadata={"help": "An experiment preset (gendd_hf.presets): its values become the defaults; flags given "
                   "on the command line still win. --list-presets prints them."},
     )
+    # ---- model card
+    license: str | None = field(
+        default=None,
+        metadata={"help": "Hub licence id of the trained weights for the model card (apache-2.0, mit, cc-by-4.0, "
+                  "other...); unset: the card states no licence (the data's and the teacher's terms still apply)."},
+    )
 
     def __post_init__(self):
         if not self.dataset_name:
@@ -248,6 +258,81 @@ class EvaluateArguments:
 
 
 # ---- arguments ------------------------------------------------------------------------------------------------------
+HELP_GROUPS = {
+    "method and stage": ("preset", "list_presets", "recipe", "method", "stage", "init_from"),
+    "teacher": ("teacher_name", "teacher_checkpoint", "teacher_kwargs", "teacher_outputs"),
+    "student and diffusion head": (
+        "student_name", "student_kwargs", "token_dim", "head_width", "head_depth", "contraction", "diffusion_batch_mul",
+    ),
+    "sampling (the sampled inference path)": ("sampler", "num_inference_steps", "guidance_scale", "num_samples"),
+    "data": (
+        "dataset_name", "train_split", "eval_split", "image_column", "label_column", "image_size", "max_train_samples",
+        "max_eval_samples",
+    ),
+}
+"""The flags a recipe's `--help` shows, GenDD's own, by group; `--help-all` adds every other one (augmentation, mixup,
+evaluation, transformers' `TrainingArguments`)."""
+HELP_WIDTH = 110  # fixed: recipes/help/*.txt must not depend on the terminal that wrote them
+
+
+def _set_defaults(parser: HfArgumentParser, values: Mapping[str, Any], origin: str) -> None:
+    names = {f.name for f in dataclasses.fields(RecipeArguments)} | {
+        f.name for f in dataclasses.fields(GenDDTrainingArguments)
+    }
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"{origin} sets {unknown}, which are not fields of RecipeArguments or GenDDTrainingArguments.")
+    parser.set_defaults(**values)
+
+
+def recipe_parser(
+    defaults: Mapping[str, Any] | None = None, recipes: Mapping[str, Mapping[str, Any]] | None = None
+) -> HfArgumentParser:
+    """The command line of a recipe: `RecipeArguments` and `GenDDTrainingArguments` with the script's `defaults`,
+    `--list-presets`, `--help-all` and, with `recipes`, `--recipe`."""
+    parser = HfArgumentParser((RecipeArguments, GenDDTrainingArguments))
+    parser.add_argument("--list-presets", "--list_presets", action="store_true", help="Print the presets and exit.")
+    parser.add_argument("--help-all", "--help_all", action="store_true", help="Print every flag and exit.")
+    if recipes:
+        parser.add_argument(
+            "--recipe", choices=list(recipes), default=next(iter(recipes)),
+            help="Training recipe of the paper: its augmentation, mixup and schedule become the defaults.",
+        )
+    _set_defaults(parser, defaults or {}, "The recipe's defaults")
+    return parser
+
+
+def format_recipe_help(parser: HfArgumentParser, script: str, every_flag: bool = False) -> str:
+    """The `--help` of recipe `script`: GenDD's own flags (`HELP_GROUPS`) with their defaults, then how to list the
+    others; with `every_flag` (`--help-all`), followed by the parser's whole help.
+
+    A recipe script prints its `--help` from `recipes/help/<script>.txt`, this text, without importing torch; a test
+    keeps the files current.
+    """
+    actions = {action.dest: action for action in parser._actions}
+    formatter = parser.formatter_class(prog=script, width=HELP_WIDTH, max_help_position=40)
+    formatter.add_usage(f"python recipes/{script} --output_dir DIR [--preset NAME] [--FLAG VALUE ...]", [], [])
+    for title, names in HELP_GROUPS.items():
+        formatter.start_section(title)
+        formatter.add_arguments([_first_option_only(actions[name]) for name in names if name in actions])
+        formatter.end_section()
+    if not every_flag:
+        formatter.add_text(
+            "Every other flag (augmentation and mixup, evaluation, and transformers' TrainingArguments: "
+            "--learning_rate, --num_train_epochs, --max_steps, --per_device_train_batch_size, --use_cpu, --bf16, "
+            "--push_to_hub, ...): --help-all (slower: it imports torch)."
+        )
+    text = formatter.format_help()
+    return f"{text}\n{parser.format_help()}" if every_flag else text
+
+
+def _first_option_only(action: argparse.Action) -> argparse.Action:
+    """`action` shown by its first flag only (`--teacher_name`, not also `--teacher-name`)."""
+    action = copy.copy(action)
+    action.option_strings = action.option_strings[:1]
+    return action
+
+
 def parse_recipe_args(
     argv: Sequence[str] | None = None,
     defaults: Mapping[str, Any] | None = None,
@@ -258,41 +343,31 @@ def parse_recipe_args(
 
     Defaults are layered, each over the previous: the dataclasses' own, the recipe script's `defaults`, the chosen
     `--recipe` of `recipes` (when given, e.g. `IMAGENET_RECIPES`), the `--preset` of `gendd_hf.presets`; flags on the
-    command line win over all of them. `--list-presets` prints the presets and exits. With `script` (the file name of
-    the running recipe), a preset written for another script is refused.
+    command line win over all of them. `--help` prints GenDD's own flags ([`format_recipe_help`]), `--help-all` every
+    flag with the layered defaults, `--list-presets` the presets; each then exits. With `script` (the file name of the
+    running recipe), a preset written for another script is refused.
     """
     from .presets import PRESETS, format_presets, get_preset  # here: the presets are built from this module's tables
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = HfArgumentParser((RecipeArguments, GenDDTrainingArguments))
-    parser.add_argument("--list-presets", "--list_presets", action="store_true", help="Print the presets and exit.")
-    if recipes:
-        parser.add_argument(
-            "--recipe", choices=list(recipes), default=next(iter(recipes)),
-            help="Training recipe of the paper: its augmentation, mixup and schedule become the defaults.",
-        )
-    names = {f.name for f in dataclasses.fields(RecipeArguments)} | {
-        f.name for f in dataclasses.fields(GenDDTrainingArguments)
-    }
-
-    def set_defaults(values: Mapping[str, Any], origin: str) -> None:
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"{origin} sets {unknown}, which are not fields of RecipeArguments or "
-                             "GenDDTrainingArguments.")
-        parser.set_defaults(**values)
-
-    set_defaults(defaults or {}, "The recipe's defaults")  # before --help, which then shows them
+    parser = recipe_parser(defaults, recipes)
+    script_name = script or Path(sys.argv[0]).name
+    if {"-h", "--help"} & set(argv):
+        print(format_recipe_help(parser, script_name), end="")
+        raise SystemExit(0)
     known, _ = parser.parse_known_args(argv)
     if known.list_presets:
         print(format_presets())
         raise SystemExit(0)
     if recipes:
-        set_defaults(recipes[known.recipe], f"--recipe {known.recipe}")
+        _set_defaults(parser, recipes[known.recipe], f"--recipe {known.recipe}")
     if known.preset:
-        set_defaults(get_preset(known.preset), f"--preset {known.preset}")
+        _set_defaults(parser, get_preset(known.preset), f"--preset {known.preset}")
         if script is not None and PRESETS[known.preset].recipe != script:
             raise ValueError(f"Preset {known.preset!r} runs with recipes/{PRESETS[known.preset].recipe}, not {script}.")
+    if known.help_all:
+        print(format_recipe_help(parser, script_name, every_flag=True), end="")
+        raise SystemExit(0)
     recipe_args, training_args, _ = parser.parse_args_into_dataclasses(argv)
     return recipe_args, training_args
 
@@ -475,50 +550,32 @@ def recipe_metrics(
 
 
 # ---- model card -----------------------------------------------------------------------------------------------------
-def _dataset_card_name(name: str) -> str:
-    return Path(name).name if os.path.exists(name) else name
-
-
-def recipe_card_info(
-    args: RecipeArguments, training_args: GenDDTrainingArguments, trainer: GenDDTrainer, metrics: Mapping[str, float]
-) -> ModelCardInfo:
-    """Model card of a recipe's run: teacher, student, data, method, schedule and the measured accuracies."""
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    teacher = f"timm `{args.teacher_name}` " + (
-        f"(weights from `{Path(args.teacher_checkpoint).name}`)" if args.teacher_checkpoint
-        else "(timm's pretrained weights)"
-    )
-    accuracy = {
-        path: {k: metrics[f"eval_{path}_{k}"] for k in ("top1", "top5") if f"eval_{path}_{k}" in metrics} or None
-        for path in ("sampled", "probe")
-    }
-    state = trainer.state
-    notes = (
-        f"Stage `{training_args.stage}`, {state.global_step} optimizer steps on {training_args.world_size} "
-        f"process(es); warm-up {training_args.warmup_steps} (steps, or a fraction of training); weight decay "
-        f"{training_args.weight_decay} ({training_args.head_weight_decay} on the diffusion head, as the GenDD code); "
-        f"AdamW beta2 from {training_args.adam_beta2_start} to {training_args.adam_beta2_end} on a cosine. "
+def recipe_card_fields(args: RecipeArguments) -> dict[str, Any]:
+    """What a recipe's model card says beyond what the trainer knows (`GenDDTrainer.model_card_info`): the training
+    data (also when streamed or unlabelled), the evaluation data, the licence, the augmentation and the subsets used.
+    Dataset names are given as typed: the card links Hub ids and shows local paths as text."""
+    check_license(args.license)
+    notes = [
         f"Augmentation `{args.augmentation}`" + (" (off)" if args.no_augmentation else "")
         + f", mixup {args.mixup_alpha}, cutmix {args.cutmix_alpha}, label smoothing {args.label_smoothing}."
-    )
-    eval_name = args.eval_dataset_name or args.dataset_name
-    return ModelCardInfo.from_model(
-        model,
-        model_name=(training_args.hub_model_id or str(Path(training_args.output_dir).resolve())).split("/")[-1],
-        teacher=teacher,
-        dataset=_dataset_card_name(eval_name),
-        eval_split=args.eval_split or "none",
-        repo_id=training_args.hub_model_id,
-        method=training_args.method,
-        sampled_accuracy=accuracy["sampled"],
-        probe_accuracy=accuracy["probe"],
-        epochs=round(state.epoch, 2) if state.epoch is not None else None,
-        learning_rate=training_args.learning_rate,
-        batch_size=training_args.per_device_train_batch_size * training_args.world_size
-        * training_args.gradient_accumulation_steps,
-        lr_scheduler=getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type),
-        notes=notes,
-    )
+    ]
+    if args.dataset_config:
+        notes.append(f"Training data configuration `{args.dataset_config}`.")
+    if args.eval_dataset_name and args.eval_dataset_config and args.eval_split:
+        notes.append(f"Evaluation data configuration `{args.eval_dataset_config}`.")
+    if args.max_train_samples:
+        notes.append(f"Trained on the first {args.max_train_samples} examples of the training split.")
+    if args.max_eval_samples and args.eval_split:
+        notes.append(f"Evaluated on the first {args.max_eval_samples} examples of the evaluation split.")
+    return {
+        "dataset": args.dataset_name,
+        "train_split": args.train_split,
+        "streaming": args.streaming,
+        "eval_dataset": args.eval_dataset_name,
+        "eval_split": args.eval_split or None,
+        "license": args.license,
+        "notes": " ".join(notes),
+    }
 
 
 # ---- the run --------------------------------------------------------------------------------------------------------
@@ -531,8 +588,10 @@ def run_recipe(
     `training_args.output_dir` with its image processor and model card, and push it with `--push_to_hub`.
 
     The saved config records the evaluation transform (`config.pretrained_cfg`, also the image processor's config),
-    so that [`evaluate_folder`] and `pipeline()` score the folder as the run did. The Trainer itself never pushes: the final folder goes up once, at the end,
-    without the resume-only pickles (see `gendd_hf.hub.PUSHED_FILES`).
+    so that [`evaluate_folder`] and `pipeline()` score the folder as the run did. The Hub goes through the Trainer's
+    own machinery (`--push_to_hub`, `--hub_model_id`, `--hub_strategy`, `--resume_from_checkpoint hub`; see
+    `GenDDTrainer`): pushes during training as `--hub_strategy` says, and one at the end with the evaluated card,
+    never with `training_args.bin` (see `gendd_hf.hub`).
 
     Returns:
         `dict`: the evaluation metrics (`eval_{path}_top1`, `eval_{path}_top5`, `eval_loss`), empty without an
@@ -563,9 +622,10 @@ def run_recipe(
     # ---- trainer
     trainer = GenDDTrainer(
         model,
-        dataclasses.replace(training_args, push_to_hub=False),
+        training_args,
         teacher=teacher,
         mixup_fn=mixup_fn(teacher.num_classes, args.mixup_alpha, args.cutmix_alpha, args.label_smoothing),
+        model_card=recipe_card_fields(args),
         train_dataset=train,
         eval_dataset=None if evaluation is None else with_pixel_values(evaluation, eval_transform),
         data_collator=default_data_collator,
@@ -573,9 +633,8 @@ def run_recipe(
         processing_class=build_image_processor(model),
         callbacks=list(callbacks or []),
     )
-    # ---- train, evaluate, save
+    # ---- train, evaluate
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_model()
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)
     metrics = {}
@@ -583,17 +642,14 @@ def run_recipe(
         metrics = trainer.evaluate()
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
-    # ---- card, push
-    if trainer.is_world_process_zero():
-        write_model_card(training_args.output_dir, recipe_card_info(args, training_args, trainer, metrics))
-        if training_args.push_to_hub:
-            repo_id = training_args.hub_model_id or Path(training_args.output_dir).resolve().name
-            commit = push_model_folder(
-                training_args.output_dir, repo_id, token=training_args.hub_token,
-                private=training_args.hub_private_repo, revision=training_args.hub_revision,
-                commit_message=f"GenDD {training_args.method}: end of training",
-            )
+    # ---- save, card, push
+    if training_args.push_to_hub:  # saves the model and writes the card before uploading
+        commit = trainer.push_to_hub(commit_message=f"GenDD {training_args.method}: end of training")
+        if commit is not None:
             print(f"Pushed {training_args.output_dir} to {commit.commit_url}")
+    else:
+        trainer.save_model()
+        trainer.create_model_card()
     return metrics
 
 
@@ -603,9 +659,11 @@ def recipe_main(
     argv: Sequence[str] | None = None,
 ) -> dict[str, float]:
     """Entry point of a recipe script: parse its command line (`sys.argv` unless `argv` is given) with its `defaults`
-    (and `--recipe` choices), then `run_recipe`."""
+    (and `--recipe` choices), then `run_recipe`. In a log file, the libraries' own tqdm bars are off."""
     script = Path(sys.argv[0]).name if argv is None else None
-    return run_recipe(*parse_recipe_args(argv, defaults, recipes, script=script))
+    args = parse_recipe_args(argv, defaults, recipes, script=script)
+    quiet_library_bars_in_log_files()
+    return run_recipe(*args)
 
 
 # ---- evaluation of a saved folder -----------------------------------------------------------------------------------
@@ -648,6 +706,7 @@ def evaluate_folder(eval_args: EvaluateArguments, training_args: GenDDTrainingAr
 
 __all__ = [
     "AUGMENTATIONS",
+    "HELP_GROUPS",
     "IMAGENET_RECIPES",
     "EvaluateArguments",
     "PixelValuesTransform",
@@ -655,15 +714,17 @@ __all__ = [
     "build_model",
     "check_recipe_inputs",
     "evaluate_folder",
+    "format_recipe_help",
     "label_names",
     "load_recipe_datasets",
     "load_teacher",
     "parse_json_dict",
     "parse_recipe_args",
-    "recipe_card_info",
+    "recipe_card_fields",
     "recipe_data_config",
     "recipe_main",
     "recipe_metrics",
+    "recipe_parser",
     "run_recipe",
     "with_pixel_values",
 ]

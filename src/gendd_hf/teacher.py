@@ -40,9 +40,14 @@ class TimmTeacher(nn.Module):
         model (`nn.Module`):
             A timm model (with `forward_features`, `forward_head` and `get_classifier`) whose final classifier is
             an `nn.Linear`.
+        name (`str`, *optional*):
+            timm name of the model, for the model card; defaults to its `pretrained_cfg` architecture.
+        weights (`str`, *optional*):
+            Where the weights came from, for the model card: `"hf-hub:<repo id>"`, a URL, or a local file or folder.
+            `from_timm` records it; `None` means unknown.
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, name: Optional[str] = None, weights: Optional[str] = None):
         super().__init__()
         missing = [name for name in ("forward_features", "forward_head", "get_classifier") if not hasattr(model, name)]
         if missing:
@@ -60,6 +65,8 @@ class TimmTeacher(nn.Module):
         self.model = model
         self.model.requires_grad_(False)
         self.eval()
+        self.name = name or (getattr(model, "pretrained_cfg", None) or {}).get("architecture") or type(model).__name__
+        self.weights = weights
 
     @classmethod
     def from_timm(
@@ -84,7 +91,10 @@ class TimmTeacher(nn.Module):
                 Passed to `timm.create_model` (e.g. `num_classes`, `in_chans`); they must describe the checkpoint.
         """
         if checkpoint_path is None:
-            return cls(timm.create_model(model_name, pretrained=pretrained, **timm_kwargs))
+            model = timm.create_model(model_name, pretrained=pretrained, **timm_kwargs)
+            # A `local-dir:` name is a path: the card names the architecture, and the folder as the weights' source.
+            name = None if model_name.startswith("local-dir:") else model_name
+            return cls(model, name=name, weights=pretrained_weights_source(model) if pretrained else None)
         state_dict = _load_safetensors(checkpoint_path)
         model = timm.create_model(model_name, pretrained=False, **timm_kwargs)
         try:
@@ -94,7 +104,7 @@ class TimmTeacher(nn.Module):
                 f"The checkpoint {checkpoint_path} does not fit timm model {model_name!r} built with {timm_kwargs}: "
                 f"{error}\nPass the timm kwargs the checkpoint was trained with (e.g. num_classes=...)."
             ) from error
-        return cls(model)
+        return cls(model, name=model_name, weights=os.fspath(checkpoint_path))
 
     @property
     def classifier(self) -> nn.Linear:
@@ -138,6 +148,17 @@ class TimmTeacher(nn.Module):
         return timm.data.resolve_model_data_config(self.model)
 
 
+def pretrained_weights_source(model: nn.Module) -> str | None:
+    """Where timm loaded `model`'s pretrained weights from, in timm's order of preference: a local file, else
+    `"hf-hub:<repo id>"`, else a URL, as its `pretrained_cfg` says; `None` when it names none."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    if cfg.get("file") and cfg.get("source") != "hf-hub":
+        return cfg["file"]
+    if cfg.get("hf_hub_id"):
+        return f"hf-hub:{cfg['hf_hub_id']}"
+    return cfg.get("url") or None
+
+
 def first_conv_in_channels(module: nn.Module) -> int | None:
     """Input channels of the first `Conv2d` of `module` (the channels its images must have); `None` without one."""
     return next((m.in_channels for m in module.modules() if isinstance(m, nn.Conv2d)), None)
@@ -177,4 +198,6 @@ def timm_classifier(model, **timm_kwargs) -> nn.Module:
         head.bias.copy_(model.probe.bias)
     return classifier.eval()
 
-__all__ = ["first_conv_in_channels", "timm_classifier", "TeacherOutput", "TimmTeacher"]
+__all__ = [
+    "first_conv_in_channels", "pretrained_weights_source", "timm_classifier", "TeacherOutput", "TimmTeacher",
+]

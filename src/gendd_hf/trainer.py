@@ -20,7 +20,7 @@ A recipe is then a few lines::
 """
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -29,16 +29,20 @@ from datasets import ClassLabel
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
-from transformers import EvalPrediction, Trainer
+from transformers import EvalPrediction, ProgressCallback, Trainer
 from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import get_last_checkpoint
-from transformers.utils import SAFE_WEIGHTS_NAME, logging
+from transformers.trainer_utils import HubStrategy, SaveStrategy, get_last_checkpoint
+from transformers.utils import SAFE_WEIGHTS_NAME, PushInProgress, logging
 
-from .callbacks import AdamBeta2Callback
+from .callbacks import AdamBeta2Callback, LogProgressCallback
+from .configuration_gendd import INFERENCE_PATHS
+from .hub import HUB_CHECKPOINT, copy_model_files, download_checkpoint, upload_checkpoint, upload_model_folder
 from .losses import dkd_loss, kd_loss, soft_cross_entropy
 from .metrics import top_k_accuracy
+from .model_card import ModelCardInfo, describe_teacher, write_model_card
 from .modeling_gendd import GenDDForImageClassification, GenDDImageClassifierOutput
 from .one_pass import OnePassConfig, distil_probe
+from .progress import is_terminal
 from .schedules import step_decay_scheduler
 from .teacher import TimmTeacher, first_conv_in_channels
 from .training_args import GENDD_METHODS, PROJECTION_PATH, UNSUPERVISED_METHODS, GenDDTrainingArguments
@@ -52,6 +56,9 @@ IGNORE_INDEX = -100
 stage 1 in training without mixup; an error anywhere else."""
 LATEST_CHECKPOINT = ("true", "latest")
 """`resume_from_checkpoint` strings (any case) that mean the latest checkpoint of `output_dir`, as `True` does."""
+HUB_RESUME = "hub"
+"""`resume_from_checkpoint="hub"`: the `last-checkpoint/` folder of the run's Hub repository (`hub_model_id`), as
+`hub_strategy="checkpoint"` pushes it; `"hub:checkpoint-N"` names another folder (`hub_strategy="all_checkpoints"`)."""
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -305,14 +312,24 @@ class GenDDTrainer(Trainer):
     Checkpoints are the Trainer's: `model.safetensors` and `config.json` (with the model code, for
     `trust_remote_code`), plus `trainer_state.json`, `optimizer.pt`, `scheduler.pt`, `rng_state.pth` and
     `training_args.bin`. Those `.pt`/`.pth`/`.bin` files are pickles written by your own run to resume it (the Trainer
-    reads the first three back with `weights_only=True`), not files to download or share: only the safetensors weights
-    are meant to travel. `train(resume_from_checkpoint=...)` takes a checkpoint folder, or `True` (the strings `"true"`
-    and `"latest"` too, as the command line passes them) for the latest checkpoint of `output_dir`, and continues
-    where the run stopped. With the same `seed` and `data_seed`, a run resumed from a checkpoint written at the end of
+    reads the first three back with `weights_only=True`), not files to share: a saved or pushed model is its
+    safetensors weights; only `hub_strategy="checkpoint"` pushes the resume pickles, below.
+    `train(resume_from_checkpoint=...)` takes a checkpoint folder, `True` (the strings `"true"` and `"latest"` too, as
+    the command line passes them) for the latest checkpoint of `output_dir`, or `"hub"` (below), and continues where
+    the run stopped. With the same `seed` and `data_seed`, a run resumed from a checkpoint written at the end of
     an epoch ends with exactly the weights of a run that was never interrupted (random augmentation, mixup and GenDD's
     noise included). From the middle of an epoch it continues correctly but not identically: the data loader had
     already drawn the next batch's random augmentation when the checkpoint was written, so that batch is augmented
     differently.
+
+    The Hub goes through the Trainer's own machinery (`push_to_hub`, `hub_model_id`, `hub_strategy`, `hub_token`,
+    `hub_private_repo`, `hub_revision`, `hub_always_push`), with gendd_hf's files (`gendd_hf.hub`): each push of the
+    model folder sends its `PUSHED_FILES` with the GenDD card ([`create_model_card`]), never `training_args.bin`,
+    logs or local checkpoints; `hub_strategy="checkpoint"` (`"all_checkpoints"`) also pushes each checkpoint to
+    `last-checkpoint/` (`checkpoint-N/`) with its optimizer, scheduler and RNG pickles but without
+    `training_args.bin` (which holds `hub_token`). `train(resume_from_checkpoint="hub")` downloads `last-checkpoint/`
+    of `hub_model_id` and resumes from it (`"hub:checkpoint-N"` for another folder); the pickles are loaded with
+    `weights_only=True`, as for a local checkpoint: resume only from a repository you or someone you trust pushed to.
 
     A NaN or infinite training loss raises [`NonFiniteLossError`] naming the step, before the optimizer uses it: the
     checkpoints already written stay as they are, and the model in memory is put back as it was after the last
@@ -332,6 +349,10 @@ class GenDDTrainer(Trainer):
             Batch mixup/cutmix in training, `(pixel_values, labels) -> (mixed pixel_values, soft labels)`, such as
             `gendd_hf.data.mixup_fn(...)` (timm's `Mixup`, on batches of any size). Needs labels and online teacher
             outputs; not with `dkd`.
+        model_card (`dict`, *optional*):
+            Fields of [`~gendd_hf.model_card.ModelCardInfo`] that the trainer cannot know, for every card it writes:
+            the training data (`dataset`, `train_split`, `streaming`), the evaluation data (`eval_dataset`,
+            `eval_split`), `license`, `notes`... (see [`model_card_info`]).
         trainer_kwargs:
             Passed to `Trainer` (`train_dataset`, `eval_dataset`, `data_collator`, `callbacks`, `compute_metrics`...).
             `model_init` is not supported.
@@ -343,6 +364,7 @@ class GenDDTrainer(Trainer):
         args: GenDDTrainingArguments,
         teacher: TimmTeacher | nn.Module | str | None = None,
         mixup_fn: Callable | None = None,
+        model_card: Mapping | None = None,
         **trainer_kwargs,
     ):
         if not isinstance(args, GenDDTrainingArguments):
@@ -366,8 +388,13 @@ class GenDDTrainer(Trainer):
         self.teacher = None if teacher is None else self.accelerator.prepare_model(teacher, evaluation_mode=True)
         self._teacher_in_chans = None if teacher is None else first_conv_in_channels(teacher)
         self.mixup_fn = mixup_fn
+        self.model_card_fields = dict(model_card or {})
         if args.stage == "main":
             self.add_callback(AdamBeta2Callback(args.adam_beta2_start, args.adam_beta2_end))
+        if not is_terminal() and any(type(cb) is ProgressCallback for cb in self.callback_handler.callbacks):
+            # tqdm bars written to a log file become lines of tens of kilobytes
+            self.remove_callback(ProgressCallback)
+            self.add_callback(LogProgressCallback)
         # Loss terms summed since the last log, and the optimizer steps they cover.
         self._logged_terms: dict[str, torch.Tensor] = {}
         self._logged_steps = 0.0
@@ -377,8 +404,11 @@ class GenDDTrainer(Trainer):
 
     # ---- training -------------------------------------------------------------------------------------------------
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
-        """`Trainer.train` from the checkpoint that [`resolve_checkpoint`] finds (`"true"`/`"latest"` included), with
-        a clear error when there is none or it is not a Trainer checkpoint folder."""
+        """`Trainer.train` from the checkpoint that [`resolve_checkpoint`] finds (`"true"`/`"latest"` included), or
+        from the one pushed to the Hub (`"hub"`, `"hub:checkpoint-N"`: see [`download_hub_checkpoint`]), with a clear
+        error when there is none or it is not a Trainer checkpoint folder."""
+        if isinstance(resume_from_checkpoint, str) and resume_from_checkpoint.partition(":")[0].lower() == HUB_RESUME:
+            resume_from_checkpoint = self.download_hub_checkpoint(resume_from_checkpoint.partition(":")[2] or None)
         checkpoint = resolve_checkpoint(resume_from_checkpoint, self.args.output_dir)
         self._step_buffers = self._step_buffers_step = None
         output = super().train(resume_from_checkpoint=checkpoint, **kwargs)
@@ -386,6 +416,19 @@ class GenDDTrainer(Trainer):
             self.one_pass_report = self.distil_probe()
             self.log({f"one_pass_{k}": v for k, v in self.one_pass_report.items() if k in ("mse", "top1_agreement")})
         return output
+
+    def download_hub_checkpoint(self, path_in_repo: str | None = None) -> str:
+        """Download the checkpoint folder `path_in_repo` (default `last-checkpoint`) of the run's Hub repository
+        (`hub_model_id`, at `hub_revision`) into the Hub cache, the local main process first; returns its path."""
+        repo_id = self.hub_model_id or self.args.hub_model_id
+        if repo_id is None:
+            raise ValueError(
+                f"resume_from_checkpoint={HUB_RESUME!r} resumes from the checkpoint pushed to the run's Hub "
+                "repository, but hub_model_id is not set: pass hub_model_id='namespace/name' (--hub_model_id)."
+            )
+        with self.args.main_process_first(local=True, desc=f"downloading a checkpoint of {repo_id}"):
+            return download_checkpoint(repo_id, path_in_repo or HUB_CHECKPOINT, revision=self.args.hub_revision,
+                                       token=self.args.hub_token)
 
     def distil_probe(self) -> dict:
         """One-pass GenDD (`args.one_pass`): refit the probe to the sampled path on (up to 10,000 of) the training
@@ -598,6 +641,119 @@ class GenDDTrainer(Trainer):
             logs.update({name: value.item() for name, value in zip(names, values)})
             self._logged_terms, self._logged_steps = {}, 0.0
         super().log(logs, start_time)
+
+    # ---- model card and Hub ---------------------------------------------------------------------------------------
+    def model_card_info(self, **fields) -> ModelCardInfo:
+        """The GenDD model card of the run so far: the model's student and sampling settings, the teacher and the
+        source of its weights, the method and schedule (optimizer steps for a run given in `max_steps`, else epochs),
+        the total batch size and the accuracies of the last evaluation; overridden by the trainer's `model_card`
+        fields, then by `fields`. The `notes` of both follow the trainer's own."""
+        args, state = self.args, self.state
+        repo_id = self.hub_model_id or args.hub_model_id
+        teacher = None if self.teacher is None else self.accelerator.unwrap_model(self.teacher)
+        last_eval = next(
+            (logs for logs in reversed(state.log_history) if any(f"eval_{p}_top1" in logs for p in INFERENCE_PATHS)),
+            {},
+        )
+        accuracy = {
+            path: {k: last_eval[f"eval_{path}_{k}"] for k in ("top1", "top5") if f"eval_{path}_{k}" in last_eval}
+            or None
+            for path in INFERENCE_PATHS
+        }
+        schedule = {"steps": state.global_step} if args.max_steps > 0 else {
+            "epochs": None if state.epoch is None else round(state.epoch, 2)}
+        notes = (
+            f"Stage `{args.stage}`, {state.global_step} optimizer steps on {args.world_size} process(es); warm-up "
+            f"{args.warmup_steps} (steps, or a fraction of training); weight decay {args.weight_decay} "
+            f"({args.head_weight_decay} on the diffusion head, as the GenDD code); AdamW beta2 from "
+            f"{args.adam_beta2_start} to {args.adam_beta2_end} on a cosine."
+        )
+        extra = {**self.model_card_fields, **fields}
+        notes = " ".join(filter(None, (notes, self.model_card_fields.get("notes"), fields.get("notes"))))
+        info = {
+            "model_name": (repo_id or str(Path(args.output_dir).resolve())).split("/")[-1],
+            "repo_id": repo_id,
+            "teacher": "not recorded" if teacher is None else describe_teacher(teacher.name, teacher.weights),
+            "dataset": "not recorded",
+            "eval_split": "not recorded" if last_eval else None,
+            "method": args.method,
+            "sampled_accuracy": accuracy["sampled"],
+            "probe_accuracy": accuracy["probe"],
+            "learning_rate": args.learning_rate,
+            "batch_size": args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps,
+            "lr_scheduler": getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type),
+            **schedule,
+        }
+        return ModelCardInfo.from_model(self.accelerator.unwrap_model(self.model), **{**info, **extra, "notes": notes})
+
+    def create_model_card(self, finetuned_from: str | None = None, **fields) -> None:
+        """Write the GenDD model card of [`model_card_info`] (not transformers' generic card) to
+        `output_dir/README.md`, on process zero. The Trainer calls it when pushing, with `model_name` and the keyword
+        arguments of `push_to_hub`: `license`, `dataset`, `tags` and the other `ModelCardInfo` fields are taken as
+        they are, `finetuned_from` as `base_model`."""
+        if not self.is_world_process_zero():
+            return
+        if finetuned_from is not None:
+            fields["base_model"] = finetuned_from
+        write_model_card(self.args.output_dir, self.model_card_info(**fields))
+
+    def push_to_hub(
+        self,
+        commit_message: str | None = "End of training",
+        blocking: bool = True,
+        token: str | None = None,
+        revision: str | None = None,
+        private: bool | None = None,
+        **card_fields,
+    ):
+        """`Trainer.push_to_hub` with gendd_hf's files: save the model, write the GenDD card ([`create_model_card`]
+        with `card_fields`), wait for any checkpoint push in progress, and upload the `PUSHED_FILES` of `output_dir`
+        (never `training_args.bin`, logs or checkpoints) to `hub_model_id`, created if needed.
+
+        Returns:
+            The `huggingface_hub.CommitInfo` of the upload (a `Future` of it with `blocking=False`); `None` on the
+            processes other than the main one.
+        """
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        token = token if token is not None else self.args.hub_token
+        if self.hub_model_id is None:
+            self.init_hf_repo(token=token, private=private)
+        self.save_model(_internal_call=True)
+        if not self.is_world_process_zero():
+            return None
+        self.create_model_card(**card_fields)
+        self._finish_current_push()
+        return upload_model_folder(
+            self.args.output_dir, self.hub_model_id, token=token, revision=revision or self.args.hub_revision,
+            commit_message=commit_message, run_as_future=not blocking,
+        )
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """The Trainer's push at each save (`hub_strategy` `every_save`, `checkpoint`, `all_checkpoints`) with
+        gendd_hf's files: the model files of the checkpoint are copied to `output_dir`, whose `PUSHED_FILES` go up
+        with the GenDD card of the run so far; `checkpoint` and `all_checkpoints` also push the checkpoint folder
+        (to `last-checkpoint/` or `checkpoint-N/`) without `training_args.bin`. As the Trainer does, both uploads run
+        in the background, and a save is not pushed while the previous push runs, unless `hub_always_push`."""
+        args = self.args
+        if not self.is_world_process_zero() or args.hub_strategy == HubStrategy.END:
+            return
+        if not args.hub_always_push and self.push_in_progress is not None and not self.push_in_progress.is_done():
+            return
+        self.callback_handler.on_push_begin(args, self.state, self.control)
+        copy_model_files(checkpoint_folder, args.output_dir)
+        self.create_model_card()
+        at = f"step {self.state.global_step}" if args.save_strategy == SaveStrategy.STEPS else None
+        message = f"Training in progress, {at or f'epoch {int(self.state.epoch)}'}"
+        hub = {"token": args.hub_token, "revision": args.hub_revision, "run_as_future": True}
+        jobs = [upload_model_folder(args.output_dir, self.hub_model_id, commit_message=message, **hub)]
+        if args.hub_strategy in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
+            path = HUB_CHECKPOINT if args.hub_strategy == HubStrategy.CHECKPOINT else Path(checkpoint_folder).name
+            jobs.append(upload_checkpoint(checkpoint_folder, self.hub_model_id, path,
+                                          commit_message=f"{message}, checkpoint", **hub))
+        if self.push_in_progress is None or self.push_in_progress.is_done():
+            self.push_in_progress = PushInProgress(jobs)
+        else:
+            self.push_in_progress.jobs.extend(jobs)
 
     # ---- evaluation -----------------------------------------------------------------------------------------------
     def evaluation_loop(self, *args, **kwargs):

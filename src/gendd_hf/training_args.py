@@ -1,9 +1,11 @@
 """`GenDDTrainingArguments`: the Trainer's arguments plus the method, the stage and GenDD's optimisation settings."""
 
+import os
 from dataclasses import dataclass, field
 
 import torch
 from transformers import TrainingArguments
+from transformers.utils import logging
 
 from .configuration_gendd import INFERENCE_PATHS, SAMPLERS
 from .losses import DKD_DEFAULTS
@@ -20,6 +22,8 @@ STAGES = ("main", "pretrain")
 PROJECTION_PATH = "projection"
 """Name of stage 1's inference path, `classify_features(feature_projection(z))`, in metric names."""
 
+logger = logging.get_logger(__name__)
+
 
 @dataclass
 class GenDDTrainingArguments(TrainingArguments):
@@ -31,9 +35,11 @@ class GenDDTrainingArguments(TrainingArguments):
     Defaults that differ from `TrainingArguments`: `lr_scheduler_type="cosine"` (warm up with `warmup_steps`, a step
     count or a ratio in [0, 1)), `weight_decay=0.05`, `max_grad_norm=0` (no clipping, as the GenDD code),
     `remove_unused_columns=False` (the raw `image` column must reach the collator) and
-    `ddp_find_unused_parameters=False` (the trainer freezes what a method does not use). `dataloader_pin_memory` is
-    switched off where torch finds no accelerator: pinned memory only speeds up copies to one, and torch warns about it
-    on every data loader otherwise.
+    `ddp_find_unused_parameters=False` (the trainer freezes what a method does not use). Where torch finds no
+    accelerator, `dataloader_pin_memory` is switched off (pinned memory only speeds up copies to one, and torch warns
+    about it on every data loader otherwise), and a run of several processes (`accelerate launch --multi_gpu`,
+    `torchrun`: `WORLD_SIZE` > 1) sets `use_cpu`, so that they train as one over gloo; without it each process would
+    train alone, into the same `output_dir`.
 
     In the main stage, AdamW's beta2 follows a cosine from `adam_beta2_start` to `adam_beta2_end` over training
     (`adam_beta2` is overridden at every step; optimizers without betas are left alone); stage 1 keeps `adam_beta2`
@@ -132,9 +138,14 @@ class GenDDTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
-        super().__post_init__()
         # torch.accelerator (torch >= 2.6) is what the DataLoader checks; before it, pinning needed CUDA.
         accelerator = getattr(torch, "accelerator", torch.cuda)
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        if world_size > 1 and not self.use_cpu and not accelerator.is_available():
+            # Before the parent's __post_init__, which sets up the process group from use_cpu.
+            logger.info(f"{world_size} processes and no accelerator: use_cpu=True, they train together over gloo.")
+            self.use_cpu = True
+        super().__post_init__()
         if not accelerator.is_available():
             self.dataloader_pin_memory = False
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import save_file
+from timm.models import save_for_hf
 from torch.utils.data import Dataset
 
 from ..configuration_gendd import GenDDConfig
@@ -162,7 +163,9 @@ def fingerprint(payload: dict) -> str:
 
 
 def get_teacher(settings: BenchSettings, arrays: dict, cache_dir: Path, log) -> TimmTeacher:
-    """Train the teacher with `--method ce` once; later runs with the same settings load it (safetensors)."""
+    """Train the teacher with `--method ce` once; later runs with the same settings load it (safetensors). It is also
+    written to `cache_dir/teacher` as a timm model folder with its preprocessing, which the recipes load with
+    `--teacher_name local-dir:cache/fashion_mnist/teacher` (docs/recipes.md): the teacher of the latest run."""
     key = fingerprint({"teacher": settings.teacher_name, "epochs": settings.teacher_epochs,
                        "train_size": settings.train_size, "lr": settings.learning_rate,
                        "batch_size": settings.batch_size, **({"bf16": True} if settings.bf16 else {})})
@@ -170,18 +173,22 @@ def get_teacher(settings: BenchSettings, arrays: dict, cache_dir: Path, log) -> 
     kwargs = {"in_chans": 1, "num_classes": 10}
     if path.exists():
         log(f"teacher: reusing {path}")
-        return TimmTeacher.from_timm(settings.teacher_name, checkpoint_path=str(path), **kwargs)
-    log(f"teacher: training {settings.teacher_name} for {settings.teacher_epochs} epochs (cached afterwards)")
-    # `ce` trains only the backbone and probe; the head sizes are placeholders.
-    config = GenDDConfig(student_name=settings.teacher_name, student_kwargs={"in_chans": 1}, teacher_feature_dim=64,
-                         token_dim=64, head_width=8, head_depth=1, id2label=dict(enumerate(FASHION_MNIST_LABEL_NAMES)))
-    model = GenDDForImageClassification(config)
-    train = ArrayDataset(pixel_values=arrays["train_pixels"], labels=arrays["train_labels"])
-    args = training_args(cache_dir / "teacher-run", "ce", settings.teacher_epochs, 0, settings)
-    GenDDTrainer(model, args, train_dataset=train).train()
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    save_file(timm_classifier(model, in_chans=1).state_dict(), str(path))
-    return TimmTeacher.from_timm(settings.teacher_name, checkpoint_path=str(path), **kwargs)
+    else:
+        log(f"teacher: training {settings.teacher_name} for {settings.teacher_epochs} epochs (cached afterwards)")
+        # `ce` trains only the backbone and probe; the head sizes are placeholders.
+        config = GenDDConfig(student_name=settings.teacher_name, student_kwargs={"in_chans": 1},
+                             teacher_feature_dim=64, token_dim=64, head_width=8, head_depth=1,
+                             id2label=dict(enumerate(FASHION_MNIST_LABEL_NAMES)))
+        model = GenDDForImageClassification(config)
+        train = ArrayDataset(pixel_values=arrays["train_pixels"], labels=arrays["train_labels"])
+        args = training_args(cache_dir / "teacher-run", "ce", settings.teacher_epochs, 0, settings)
+        GenDDTrainer(model, args, train_dataset=train).train()
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        save_file(timm_classifier(model, in_chans=1).state_dict(), str(path))
+    teacher = TimmTeacher.from_timm(settings.teacher_name, checkpoint_path=str(path), **kwargs)
+    save_for_hf(teacher.model, str(cache_dir / "teacher"), model_config={"label_names": FASHION_MNIST_LABEL_NAMES},
+                data_config=DATA_CONFIG, safe_serialization=True)
+    return teacher
 
 
 @torch.no_grad()

@@ -16,11 +16,14 @@ from datasets import (
 )
 from datasets.distributed import split_dataset_by_node
 
+from .fashion_mnist import FASHION_MNIST_FILES, load_fashion_mnist
 
-# Tried in order when image_column / label_column is not given. "txt" is not a label candidate: in
-# webdatasets such as CC3M it holds a caption; pass label_column="txt" when it holds a class id.
+
+# Tried in order when image_column / label_column is not given ("fine_label": CIFAR-100's 100 classes). "txt" is
+# not a label candidate: in webdatasets such as CC3M it holds a caption; pass label_column="txt" when it holds a
+# class id.
 IMAGE_COLUMN_CANDIDATES = ("image", "img", "jpg", "jpeg", "png", "webp")
-LABEL_COLUMN_CANDIDATES = ("label", "labels", "cls", "class", "target")
+LABEL_COLUMN_CANDIDATES = ("label", "labels", "cls", "class", "target", "fine_label")
 # Files that `Dataset.save_to_disk` / `DatasetDict.save_to_disk` write at the top of their folder.
 _SAVED_DATASET_MARKERS = ("state.json", "dataset_dict.json")
 _FILE_BUILDERS = {".parquet": "parquet", ".tar": "webdataset"}
@@ -32,6 +35,15 @@ def _load_saved(path: Path, split: Optional[str], streaming: bool) -> AnyDataset
     dataset = load_from_disk(str(path))
     if isinstance(dataset, DatasetDict):
         dataset = _pick_split(dataset, split, str(path))
+    return dataset.to_iterable_dataset() if streaming else dataset
+
+
+def _is_fashion_mnist_folder(path: Path) -> bool:
+    return all((path / name).is_file() for files in FASHION_MNIST_FILES.values() for name in files)
+
+
+def _load_fashion_mnist_folder(path: Path, split: Optional[str], streaming: bool) -> AnyDataset:
+    dataset = _pick_split(load_fashion_mnist(source="local", data_dir=path), split, str(path))
     return dataset.to_iterable_dataset() if streaming else dataset
 
 
@@ -101,6 +113,8 @@ def load_image_dataset(
     - a local folder: an imagefolder (one sub-folder per class), parquet files, or webdataset `.tar` shards
       (`jpg` + `cls` members), recognised by `load_dataset` from the file extensions;
     - a folder written by `save_to_disk`;
+    - a folder of Fashion-MNIST's four IDX files (`train` and `test` splits), such as
+      `/usr/share/datasets/fashion-mnist` from Debian's `dataset-fashion-mnist` (read by `load_fashion_mnist`);
     - parquet or `.tar` file path(s).
 
     Args:
@@ -117,6 +131,8 @@ def load_image_dataset(
     paths = [Path(p) for p in name_or_path] if is_file_list else [Path(name_or_path)]
     if not is_file_list and any((paths[0] / marker).is_file() for marker in _SAVED_DATASET_MARKERS):
         dataset = _load_saved(paths[0], split, streaming)
+    elif not is_file_list and _is_fashion_mnist_folder(paths[0]):
+        dataset = _load_fashion_mnist_folder(paths[0], split, streaming)
     else:
         if is_file_list or paths[0].is_file():
             builders = {_FILE_BUILDERS.get(path.suffix) if path.is_file() else None for path in paths}

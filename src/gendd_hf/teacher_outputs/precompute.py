@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from datasets import IterableDataset
-from tqdm.auto import tqdm
 
+from ..progress import progress_bar
 from ..teacher import TimmTeacher
 from .images import as_image_id, decode_image, image_digest, undecoded
 from .store import (
@@ -111,7 +111,8 @@ def precompute_teacher_outputs(
         batch_size (`int`, *optional*, defaults to 256): images (views) per teacher forward.
         num_workers (`int`, *optional*, defaults to 0): DataLoader workers decoding and augmenting images.
         process_index / num_processes (`int`, *optional*): this process and the process count (`accelerate`'s).
-        progress (`bool`, *optional*, defaults to `True`): show a tqdm progress bar of images.
+        progress (`bool`, *optional*, defaults to `True`): show the progress in images (a tqdm bar on a terminal, a
+            line now and then in a log file: `gendd_hf.progress.progress_bar`).
 
     Returns:
         The shard files this call wrote (not those skipped because they were already complete).
@@ -130,7 +131,7 @@ def precompute_teacher_outputs(
         total = sum(min(settings.shard_size, num_images - i * settings.shard_size) for i in owned)
     record = shard_record(TeacherRecord.from_teacher(teacher, teacher_name), settings, split, num_images)
     written = []
-    with tqdm(total=total, disable=not progress, unit="img", desc=f"{split} teacher outputs [{process_index}]") as bar:
+    with progress_bar(total, f"{split} teacher outputs [{process_index}]", "img", disable=not progress) as bar:
         for index, start, rows in _owned_shards(images, settings.shard_size, process_index, num_processes):
             path = folder / shard_path(split, index)
             existing = read_shard_record(path)
