@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from .progress import progress_bar
+
 
 @dataclass(frozen=True)
 class OnePassConfig:
@@ -96,12 +98,14 @@ def distil_probe(model, pixel_batches: Iterable[torch.Tensor], config: OnePassCo
     was_training = model.training
     model.eval()
     features, targets = [], []
-    for pixel_values in pixel_batches:
-        if config.max_images is not None and sum(len(z) for z in features) >= config.max_images:
-            break
-        z = model.extract_features(pixel_values.to(model.probe.weight.device)).float()
-        features.append(z)
-        targets.append(target_logits(model, z, config).float())
+    with progress_bar(total=config.max_images, desc="one-pass targets", unit="img") as progress:
+        for pixel_values in pixel_batches:
+            if config.max_images is not None and sum(len(z) for z in features) >= config.max_images:
+                break
+            z = model.extract_features(pixel_values.to(model.probe.weight.device)).float()
+            features.append(z)
+            targets.append(target_logits(model, z, config).float())
+            progress.update(len(z))
     z, t = torch.cat(features), torch.cat(targets)
     if gather is not None:
         z, t = gather(z), gather(t)

@@ -7,7 +7,7 @@ Fashion-MNIST train set, on non-target digits (unsupervised) and on a long-taile
 student with its model card (`gendd-student`, `gendd-student-seed1`, ...), scores the one-pass student made from each
 (`gendd_one_pass`: the probe refitted to its sampled path, `gendd_hf.one_pass`) and writes
 `results.json`, `results.md` and a plot. The fast samplers are measured on the saved students by
-`gendd_hf.bench.fast_default`, serving costs by `gendd_hf.bench.serving`.
+`gendd_hf.bench.fast_sampling`, serving costs by `gendd_hf.bench.serving`.
 
 Budget choices (2 CPU cores): the teacher is timm's `resnet10t` (4.9 M parameters, 512-d feature), the student
 timm's `test_resnet` (0.37 M, 13x smaller). There is no random augmentation, so the teacher's outputs are computed
@@ -40,6 +40,7 @@ from ..data.long_tail import long_tailed_class_counts
 from ..model_card import ModelCardInfo, write_model_card
 from ..modeling_gendd import GenDDForImageClassification
 from ..one_pass import distil_probe
+from ..progress import progress_bar
 from ..teacher import TimmTeacher, timm_classifier
 from ..trainer import GenDDTrainer
 from ..training_args import GENDD_METHODS, GenDDTrainingArguments
@@ -232,12 +233,14 @@ def predict(model: GenDDForImageClassification, pixels: torch.Tensor, path: str,
     """Logits of one inference path over `pixels`, batched; each image's sampling noise seeded by `seed`."""
     model.eval()
     logits = []
-    for i in range(0, len(pixels), batch_size):
-        batch = pixels[i : i + batch_size]
-        if path == "probe":
-            logits.append(model(batch, inference_path="probe").logits)
-        else:
-            logits.append(model.classify_features(model.generate_features(batch, seed=seed, **sampling)))
+    with progress_bar(total=len(pixels), desc=f"{path} path", unit="img", disable=path == "probe") as progress:
+        for i in range(0, len(pixels), batch_size):
+            batch = pixels[i : i + batch_size]
+            if path == "probe":
+                logits.append(model(batch, inference_path="probe").logits)
+            else:
+                logits.append(model.classify_features(model.generate_features(batch, seed=seed, **sampling)))
+            progress.update(len(batch))
     return torch.cat(logits)
 
 

@@ -29,6 +29,7 @@ from ..configuration_gendd import GenDDSamplingConfig
 from ..data import load_fashion_mnist, load_image_dataset
 from ..image_processing import build_image_processor
 from ..modeling_gendd import GenDDForImageClassification
+from ..progress import progress_bar
 from ..sampling import head_evaluations_per_image
 
 MAX_EVALUATION_FRACTION = 1 / 20  # "at least 20x fewer head evaluations than the paper's setting"
@@ -126,7 +127,9 @@ def evaluate_settings(
     student_seconds = seconds_since(begin)
     num_tokens = model.config.num_tokens
     results = []
+    progress = progress_bar(total=len(settings), desc="inference settings", unit="setting")
     for setting in settings:
+        progress.update()
         begin = time.perf_counter()
         if setting.sampler is None:
             logits = torch.cat([model.probe(z) for z in student_features])
@@ -146,6 +149,7 @@ def evaluate_settings(
             "top1": 100.0 * (logits.argmax(-1) == labels).float().mean().item(),
             "images_per_second": len(labels) / seconds,
         })
+    progress.close()
     return results
 
 
