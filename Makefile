@@ -7,7 +7,7 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 # The CPU/CI pins for this machine; pyproject.toml keeps loose ranges for users.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install data test demo demo-quick bench bench-budget clean
+.PHONY: install data test lint format demo demo-quick bench bench-budget clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,15 @@ data: $(FASHION_MNIST)
 
 test: install data
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider
+
+# ruff's lint and format checks (pyproject.toml); tests/test_lint.py runs the same two in `make test`.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 demo: install data
 	$(PY) -m gendd_hf.bench.fashion_mnist demo

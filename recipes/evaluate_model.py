@@ -15,8 +15,8 @@ library would shadow it for every script in the folder.)
 
 from transformers import HfArgumentParser
 
+from gendd_hf.cli import EvaluateArguments, evaluate_folder
 from gendd_hf.progress import quiet_library_bars_in_log_files
-from gendd_hf.recipe import EvaluateArguments, evaluate_folder
 from gendd_hf.training_args import GenDDTrainingArguments
 
 

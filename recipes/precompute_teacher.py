@@ -11,7 +11,7 @@ Usage:
 A rerun with the same arguments skips the shards already written (resumable at shard granularity). `--push_to_hub`
 uploads the folder to a Hub dataset repository; train from it with `--teacher_outputs <folder or repo id>` and the
 same `--image_size` / `--augmentation`. The transform is the one the training recipes build: the teacher's timm data
-config (`gendd_hf.recipe.recipe_data_config`) with the `--augmentation` preset; `--no_augmentation` stores the
+config (`TimmTeacher.data_config`) with the `--augmentation`; `--no_augmentation` stores the
 deterministic evaluation transform (one view per image), e.g. for the evaluation split.
 """
 
@@ -21,10 +21,10 @@ import torch
 from accelerate import PartialState
 from transformers import HfArgumentParser
 
+from gendd_hf.cli import parse_json_dict
 from gendd_hf.data import load_fashion_mnist, load_image_dataset
-from gendd_hf.data.transforms import IMAGENET_PRESETS
+from gendd_hf.data.transforms import AUGMENTATIONS
 from gendd_hf.progress import quiet_library_bars_in_log_files
-from gendd_hf.recipe import parse_json_dict, recipe_data_config
 from gendd_hf.teacher import TimmTeacher
 from gendd_hf.teacher_outputs import (
     LOGITS_MODES,
@@ -55,7 +55,7 @@ class PrecomputeArguments:
     image_size: int | None = field(default=None, metadata={"help": "Image size (default: the teacher's)."})
     augmentation: str = field(
         default="regular",
-        metadata={"help": "Transform preset of the stored views.", "choices": [*IMAGENET_PRESETS, "small"]},
+        metadata={"help": "Transform preset of the stored views.", "choices": list(AUGMENTATIONS)},
     )
     no_augmentation: bool = field(
         default=False, metadata={"help": "Store the deterministic evaluation transform (one view per image)."}
@@ -79,7 +79,10 @@ def load_images(args: PrecomputeArguments):
         images = images.to_iterable_dataset() if args.streaming else images
     else:
         images = load_image_dataset(
-            args.dataset_name, split=args.split, streaming=args.streaming, image_column=args.image_column,
+            args.dataset_name,
+            split=args.split,
+            streaming=args.streaming,
+            image_column=args.image_column,
             **({"name": args.dataset_config} if args.dataset_config else {}),
         )
     if args.max_samples is not None:
@@ -101,7 +104,7 @@ def main():
         **parse_json_dict(args.teacher_kwargs, "teacher_kwargs"),
     ).to(state.device)
     view_config = ViewConfig.from_data_config(
-        recipe_data_config(teacher, args.image_size), preset=args.augmentation, is_training=not args.no_augmentation
+        teacher.data_config(args.image_size), preset=args.augmentation, is_training=not args.no_augmentation
     )
     settings = TeacherOutputsSettings(
         view_config=view_config,
@@ -113,9 +116,16 @@ def main():
     )
     # ---- compute this process's shards, then finish on the main process
     precompute_teacher_outputs(
-        images, teacher, args.output_dir, settings, args.teacher_name, split=args.split,
-        batch_size=args.batch_size, num_workers=args.num_workers,
-        process_index=state.process_index, num_processes=state.num_processes,
+        images,
+        teacher,
+        args.output_dir,
+        settings,
+        args.teacher_name,
+        split=args.split,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        process_index=state.process_index,
+        num_processes=state.num_processes,
     )
     state.wait_for_everyone()
     if state.is_main_process:

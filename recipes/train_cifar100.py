@@ -11,12 +11,13 @@ CIFAR-100 (`safetensors.torch.save_file(model.state_dict(), "resnet56.safetensor
 import sys
 from pathlib import Path
 
-# gendd_hf.recipe.format_recipe_help's text, printed before the imports below, which take seconds
+
+# gendd_hf.cli.format_recipe_help's text, printed before the imports below, which take seconds
 HELP = Path(__file__).with_name("help") / f"{Path(__file__).stem}.txt"
-if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]) and HELP.is_file():
+if __name__ == "__main__" and sys.argv[1:] in (["-h"], ["--help"]) and HELP.is_file():
     sys.exit(print(HELP.read_text(), end=""))
 
-from gendd_hf.recipe import recipe_main
+from gendd_hf.cli import recipe_main
 
 
 # ResNet56 -> ResNet20; lr 1e-3 at batch 64 and 30 diffusion rows per token as in the paper, 240 epochs as in the

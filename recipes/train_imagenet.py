@@ -12,12 +12,13 @@ Data: a Hub id (`imagenet-1k`, accept its terms first) or a local imagefolder / 
 import sys
 from pathlib import Path
 
-# gendd_hf.recipe.format_recipe_help's text, printed before the imports below, which take seconds
+
+# gendd_hf.cli.format_recipe_help's text, printed before the imports below, which take seconds
 HELP = Path(__file__).with_name("help") / f"{Path(__file__).stem}.txt"
-if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]) and HELP.is_file():
+if __name__ == "__main__" and sys.argv[1:] in (["-h"], ["--help"]) and HELP.is_file():
     sys.exit(print(HELP.read_text(), end=""))
 
-from gendd_hf.recipe import IMAGENET_RECIPES, recipe_main
+from gendd_hf.cli import IMAGENET_RECIPES, recipe_main
 
 
 # ResNet34 -> ResNet18 (torchvision teacher weights), lr 2e-3 at a total batch of 512, as in the paper.

@@ -1,7 +1,7 @@
 """Train a teacher (or a student baseline) with cross-entropy and save it as a timm classifier that GenDD distils from.
 
     python recipes/train_teacher.py --teacher_name cifar_resnet56 --output_dir outputs/cifar100-ce-resnet56
-    python recipes/train_teacher.py --preset cifar100-ce-resnet56      # the same, from gendd_hf.presets
+    python recipes/train_teacher.py --preset cifar100-ce-resnet56      # the same, from gendd_hf.cli.presets
 
 The defaults are the CIFAR-100 schedule of the distillation literature (CRD, DKD): 240 epochs of SGD (momentum 0.9,
 batch 64, weight decay 5e-4) at lr 0.05 (pass --learning_rate 0.01 for ShuffleNet and MobileNet), x0.1 at epochs
@@ -21,30 +21,27 @@ classifier) and `config.json` timm's configuration with the preprocessing, so th
 import sys
 from pathlib import Path
 
-# gendd_hf.recipe.format_recipe_help's text, printed before the imports below, which take seconds
+
+# gendd_hf.cli.format_recipe_help's text, printed before the imports below, which take seconds
 HELP = Path(__file__).with_name("help") / f"{Path(__file__).stem}.txt"
-if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]) and HELP.is_file():
+if __name__ == "__main__" and sys.argv[1:] in (["-h"], ["--help"]) and HELP.is_file():
     sys.exit(print(HELP.read_text(), end=""))
 
-import os
 from collections.abc import Sequence
 
-import timm
 from datasets import ClassLabel
-from timm.models import save_for_hf
 from transformers import default_data_collator
 
-from gendd_hf import GenDDConfig, GenDDForImageClassification, GenDDTrainer
-from gendd_hf.teacher import timm_classifier
-from gendd_hf.data import build_transforms, mixup_fn
-from gendd_hf.presets import CIFAR100_DATA, KD_CIFAR_SCHEDULE
+from gendd_hf import GenDDTrainer
+from gendd_hf.cli import RecipeArguments, load_recipe_datasets, parse_recipe_args, recipe_metrics
+from gendd_hf.cli.presets import CIFAR100_DATA, KD_CIFAR_SCHEDULE
+from gendd_hf.data import build_transforms, mixup_fn, with_pixel_values
 from gendd_hf.progress import quiet_library_bars_in_log_files
-from gendd_hf.recipe import (
-    RecipeArguments,
-    load_recipe_datasets,
-    parse_recipe_args,
-    recipe_metrics,
-    with_pixel_values,
+from gendd_hf.teacher_training import (
+    check_cross_entropy_args,
+    save_timm_classifier,
+    timm_data_config,
+    train_timm_classifier,
 )
 from gendd_hf.training_args import GenDDTrainingArguments
 
@@ -60,8 +57,6 @@ DEFAULTS = {
     "save_total_limit": 2,
     "logging_steps": 50,
 }
-# `--method ce` never uses the diffusion head, but every GenDD model has one: the smallest valid head.
-UNUSED_HEAD = {"teacher_feature_dim": 1, "token_dim": 1, "head_width": 1, "head_depth": 1}
 
 
 def class_names(args: RecipeArguments, train) -> list[str]:
@@ -81,49 +76,34 @@ def class_names(args: RecipeArguments, train) -> list[str]:
     return list(label.names)
 
 
-def save_timm_classifier(
-    model: GenDDForImageClassification, output_dir: str | os.PathLike, data_config: dict, **timm_kwargs
-) -> Path:
-    """Save `model`'s student with its linear probe as the timm classifier `timm.create_model(student_name,
-    num_classes=num_labels, **timm_kwargs)`: `model.safetensors` and timm's `config.json` in `output_dir`."""
-    config = model.config
-    classifier = timm_classifier(model, **timm_kwargs)
-    model_config = {"label_names": [config.id2label[i] for i in range(config.num_labels)]}
-    save_for_hf(classifier, str(output_dir), model_config=model_config, safe_serialization=True,
-                data_config=data_config)
-    return Path(output_dir) / "model.safetensors"
-
-
 def train_teacher(args: RecipeArguments, training_args: GenDDTrainingArguments) -> GenDDTrainer:
-    """Train `args.teacher_name` with cross-entropy on `args.dataset_name`, evaluate it, save it as a timm classifier
-    in `training_args.output_dir`; returns the trainer."""
-    if training_args.method != "ce" or training_args.stage != "main":
-        raise ValueError(f"train_teacher.py trains with cross-entropy only: drop --method {training_args.method} and "
-                         f"--stage {training_args.stage} (use train_cifar100.py / train_imagenet.py to distil).")
-    # ---- data and model
+    """Train `args.teacher_name` with cross-entropy on `args.dataset_name` (`train_timm_classifier`), evaluate it,
+    save it as a timm classifier in `training_args.output_dir`; returns the trainer."""
+    check_cross_entropy_args(training_args)  # before the data loads
+    # ---- data
     train, evaluation = load_recipe_datasets(args, training_args.data_seed or training_args.seed)
     names = class_names(args, train)
     compute_metrics = recipe_metrics(args, train, evaluation, len(names), training_args.inference_paths)
     timm_kwargs = {key: value for key, value in args.teacher_timm_kwargs.items() if key != "num_classes"}
-    config = GenDDConfig(student_name=args.teacher_name, student_kwargs=timm_kwargs,
-                         id2label=dict(enumerate(names)), **UNUSED_HEAD)
-    model = GenDDForImageClassification(config)
-    data_config = timm.data.resolve_model_data_config(model.student)
+    data_config = timm_data_config(args.teacher_name, **timm_kwargs)
     if args.image_size is not None:
         data_config["input_size"] = (data_config["input_size"][0], args.image_size, args.image_size)
-    train_transform = build_transforms(data_config, is_training=not args.no_augmentation, preset=args.augmentation)
-    eval_transform = build_transforms(data_config, is_training=False, preset=args.augmentation)
+    train_transform = build_transforms(
+        data_config, is_training=not args.no_augmentation, augmentation=args.augmentation
+    )
+    eval_transform = build_transforms(data_config, is_training=False, augmentation=args.augmentation)
     # ---- train, evaluate, save
-    trainer = GenDDTrainer(
-        model,
+    classifier, trainer, result = train_timm_classifier(
+        args.teacher_name,
+        names,
         training_args,
+        with_pixel_values(train, train_transform),
+        None if evaluation is None else with_pixel_values(evaluation, eval_transform),
+        timm_kwargs=timm_kwargs,
         mixup_fn=mixup_fn(len(names), args.mixup_alpha, args.cutmix_alpha, args.label_smoothing),
-        train_dataset=with_pixel_values(train, train_transform),
-        eval_dataset=None if evaluation is None else with_pixel_values(evaluation, eval_transform),
         data_collator=default_data_collator,
         compute_metrics=compute_metrics,
     )
-    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)
     if evaluation is not None:
@@ -131,7 +111,7 @@ def train_teacher(args: RecipeArguments, training_args: GenDDTrainingArguments) 
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
     if trainer.is_world_process_zero():
-        save_timm_classifier(model, training_args.output_dir, data_config, **timm_kwargs)
+        save_timm_classifier(classifier, training_args.output_dir, names, data_config)
     return trainer
 
 

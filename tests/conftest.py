@@ -1,43 +1,47 @@
-"""Shared fixtures: tiny GenDD models that run in milliseconds on the CPU."""
+"""Fixtures shared by the test modules. Plain helpers (tiny models, the toy training problem) are in `helpers.py`,
+the recipe data and subprocess runs in `recipe_helpers.py`, the fake Hub in `hub_server.py`."""
 
+import os
+
+import datasets
 import pytest
 import torch
 
-from gendd_hf import GenDDConfig, GenDDForImageClassification, GenDDSamplingConfig
-
-
-def tiny_config(**overrides) -> GenDDConfig:
-    """A 1-channel `test_resnet` student (96-d feature), a 32-d teacher space cut into four 8-d tokens."""
-    kwargs = dict(
-        student_name="test_resnet",
-        student_kwargs={"in_chans": 1},
-        teacher_feature_dim=32,
-        token_dim=8,
-        head_width=32,
-        head_depth=2,
-        diffusion_batch_mul=2,
-        id2label={0: "cat", 1: "dog", 2: "fox"},
-    )
-    kwargs.update(overrides)
-    return GenDDConfig(**kwargs)
-
-
-TINY_SAMPLING = dict(num_inference_steps=8, num_samples=2)
-
-
-def tiny_model(seed: int = 0, sampling: dict | None = None, **overrides) -> GenDDForImageClassification:
-    """`tiny_config(**overrides)` with random teacher classifier and head, sampling 8 steps x 2 samples unless
-    `sampling` says otherwise."""
-    torch.manual_seed(seed)
-    model = GenDDForImageClassification(tiny_config(**overrides))
-    model.sampling_config = GenDDSamplingConfig(**{**TINY_SAMPLING, **(sampling or {})})
-    model.set_teacher_classifier(torch.randn(3, 32), torch.randn(3))
-    # Non-zero head outputs, so that sampling exercises every branch (the head starts at zero).
-    for parameter in model.head.parameters():
-        parameter.data.add_(0.05 * torch.randn_like(parameter))
-    return model
+from helpers import tiny_model
+from hub_server import fake_hub_in_use
 
 
 @pytest.fixture
 def model():
     return tiny_model()
+
+
+@pytest.fixture
+def datasets_cache_in_tmp_path(tmp_path, monkeypatch):
+    """Keep `load_dataset`'s cache and lock files out of the user's home: in `tmp_path / "hf_datasets"`."""
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_datasets")
+
+
+@pytest.fixture
+def no_pause_after_shuffled_streams(monkeypatch):
+    """`datasets` pauses 5 s after iterating a stream that interleaves shards (shuffle), a guard against an Arrow
+    thread-shutdown crash on some platforms; the tests iterate such streams often and do not need it."""
+    monkeypatch.setattr(datasets.config, "SLEEP_TIME_ON_THREADS_SHUTDOWN", 0)
+
+
+@pytest.fixture
+def full_determinism(monkeypatch):
+    """`full_determinism=True` switches torch to deterministic algorithms process-wide: restore it afterwards."""
+    for name in ("CUDA_LAUNCH_BLOCKING", "CUBLAS_WORKSPACE_CONFIG", "FLASH_ATTENTION_DETERMINISTIC"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+    enabled = torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.use_deterministic_algorithms(enabled)
+
+
+@pytest.fixture
+def fake_hub(monkeypatch, tmp_path_factory):
+    """A running fake Hub (`hub_server.py`) with `huggingface_hub` pointed at it, in this process and in subprocesses,
+    with a Hub cache of its own."""
+    with fake_hub_in_use(monkeypatch, str(tmp_path_factory.mktemp("fake_hub_cache"))) as hub:
+        yield hub

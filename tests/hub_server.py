@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import pytest
 import transformers.utils.hub
 import yaml
 from huggingface_hub import constants, hf_api
@@ -151,8 +150,11 @@ class _Handler(BaseHTTPRequestHandler):
             (("POST",), api + r"/commit/(?P<rev>[^/]+)", self._commit),
             (("GET",), api + r"(/revision/(?P<rev>[^/]+))?", self._repo_info),
             (("GET",), api + r"/tree/(?P<rev>[^/]+)(/(?P<folder>.+))?", self._tree),
-            (("GET", "HEAD"), r"/(?P<kind>datasets/|spaces/)?(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)",
-             self._resolve),
+            (
+                ("GET", "HEAD"),
+                r"/(?P<kind>datasets/|spaces/)?(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)",
+                self._resolve,
+            ),
         ]
         for methods, pattern, handler in routes:
             match = re.fullmatch(pattern, path)
@@ -261,12 +263,13 @@ class _Handler(BaseHTTPRequestHandler):
         for name, content in sorted(found.files.items()):
             if not name.startswith(prefix):
                 continue
-            parts = name[len(prefix):].split("/")
+            parts = name[len(prefix) :].split("/")
             for depth in range(1, len(parts)):  # the folders on the way, as the Hub lists them
                 if recursive or depth == 1:
                     path = prefix + "/".join(parts[:depth])
-                    entries.setdefault(path, {"type": "directory", "path": path, "oid": git_hash(path.encode()),
-                                              "size": 0})
+                    entries.setdefault(
+                        path, {"type": "directory", "path": path, "oid": git_hash(path.encode()), "size": 0}
+                    )
             if recursive or len(parts) == 1:
                 entries[name] = {"type": "file", "path": name, "oid": git_hash(content), "size": len(content)}
         if folder and not entries:
@@ -290,7 +293,7 @@ class _Handler(BaseHTTPRequestHandler):
 def serve_fake_hub() -> Iterator[FakeHub]:
     """Run a fake Hub on a free port of 127.0.0.1 in a background thread; yields its `FakeHub` state.
 
-    This only starts the server; use the `fake_hub` fixture to also point `huggingface_hub` at it.
+    This only starts the server; use the `fake_hub` fixture (conftest.py) to also point `huggingface_hub` at it.
     """
     hub = FakeHub()
     server = ThreadingHTTPServer(("127.0.0.1", 0), type("FakeHubHandler", (_Handler,), {"hub": hub}))
@@ -306,15 +309,15 @@ def serve_fake_hub() -> Iterator[FakeHub]:
         thread.join()
 
 
-@pytest.fixture
-def fake_hub(monkeypatch, tmp_path_factory) -> Iterator[FakeHub]:
-    """A running fake Hub with `huggingface_hub` pointed at it, in this process and in subprocesses.
+@contextlib.contextmanager
+def fake_hub_in_use(monkeypatch, cache: str) -> Iterator[FakeHub]:
+    """A running fake Hub with `huggingface_hub` pointed at it, in this process and in subprocesses (the body of the
+    `fake_hub` fixture of conftest.py; `monkeypatch` undoes the changes).
 
-    Sets `HF_ENDPOINT`, a dummy `HF_TOKEN`, a Hub cache of its own (downloads never reach the user's cache), disables
+    Sets `HF_ENDPOINT`, a dummy `HF_TOKEN`, the Hub cache `cache` (downloads never reach the user's cache), disables
     telemetry, unsets `HF_HUB_OFFLINE` (which blocks even a loopback endpoint), and patches the values
     `huggingface_hub` read from them at import.
     """
-    cache = str(tmp_path_factory.mktemp("fake_hub_cache"))
     with serve_fake_hub() as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
         monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
@@ -337,4 +340,4 @@ def fake_hub(monkeypatch, tmp_path_factory) -> Iterator[FakeHub]:
         close_session()
 
 
-__all__ = ["FAKE_TOKEN", "FAKE_USER", "FakeHub", "FakeRepo", "fake_hub", "serve_fake_hub"]
+__all__ = ["FAKE_TOKEN", "FAKE_USER", "FakeHub", "FakeRepo", "fake_hub_in_use", "serve_fake_hub"]

@@ -22,10 +22,15 @@ def test_full_recipe_is_stage1_then_gendd_from_its_student_within_the_same_steps
     pixels = torch.randn(64, 1, 28, 28, generator=generator)
     with torch.no_grad():
         output = teacher(pixels)
-    train = ArrayDataset(pixel_values=pixels, labels=torch.randint(0, 10, (64,), generator=generator),
-                         teacher_features=output.features, teacher_logits=output.logits)
-    settings = BenchSettings(batch_size=16, head_width=16, token_dim=teacher.feature_dim // 2, bf16=False,
-                             stage1_fraction=0.25)
+    train = ArrayDataset(
+        pixel_values=pixels,
+        labels=torch.randint(0, 10, (64,), generator=generator),
+        teacher_features=output.features,
+        teacher_logits=output.logits,
+    )
+    settings = BenchSettings(
+        batch_size=16, head_width=16, token_dim=teacher.feature_dim // 2, bf16=False, stage1_fraction=0.25
+    )
     runs = []
     real_trainer = fashion_mnist.GenDDTrainer
 
@@ -52,9 +57,16 @@ def test_full_recipe_is_stage1_then_gendd_from_its_student_within_the_same_steps
 
 def test_budget_table_and_plot(tmp_path):
     records = [
-        {"method": method, "steps": 470 * multiplier, "multiplier": multiplier, "probe_top1": 0.8 + 0.01 * multiplier,
-         "train_seconds": 40.0 * multiplier, **({"sampled_top1": 0.85} if method == "gendd_full" else {})}
-        for multiplier in (1, 2, 4) for method in ("kd", "dkd", "gendd_full")
+        {
+            "method": method,
+            "steps": 470 * multiplier,
+            "multiplier": multiplier,
+            "probe_top1": 0.8 + 0.01 * multiplier,
+            "train_seconds": 40.0 * multiplier,
+            **({"sampled_top1": 0.85} if method == "gendd_full" else {}),
+        }
+        for multiplier in (1, 2, 4)
+        for method in ("kd", "dkd", "gendd_full")
     ]
     results = {"seed": 0, "teacher_top1": 0.9, "base_steps": 470, "records": records}
     table = budget_table(results, BenchSettings())
@@ -65,10 +77,14 @@ def test_budget_table_and_plot(tmp_path):
 
 def test_parity_summary_by_hand():
     records = [
-        {"seed": seed, "official": {"probe_top1": o_probe, "sampled_top1": o_sampled},
-         "gendd_hf": {"probe_top1": g_probe, "sampled_top1": g_sampled}}
+        {
+            "seed": seed,
+            "official": {"probe_top1": o_probe, "sampled_top1": o_sampled},
+            "gendd_hf": {"probe_top1": g_probe, "sampled_top1": g_sampled},
+        }
         for seed, (o_probe, g_probe, o_sampled, g_sampled) in enumerate(
-            [(70.0, 71.0, 74.0, 73.0), (72.0, 71.0, 76.0, 73.0), (71.0, 71.0, 75.0, 73.0)])
+            [(70.0, 71.0, 74.0, 73.0), (72.0, 71.0, 76.0, 73.0), (71.0, 71.0, 75.0, 73.0)]
+        )
     ]
     summary = parity.summarize(records)
     probe, sampled = summary["probe_top1"], summary["sampled_top1"]

@@ -78,7 +78,14 @@ def test_sizes_shapes_and_pooled_features(name, published_millions, exact_params
 
 @pytest.mark.parametrize(
     "name",
-    ["cifar_resnet20", "cifar_wrn_16_2", "cifar_vgg8", "cifar_shufflenet_v1", "cifar_shufflenet_v2", "cifar_mobilenet_v2"],
+    [
+        "cifar_resnet20",
+        "cifar_wrn_16_2",
+        "cifar_vgg8",
+        "cifar_shufflenet_v1",
+        "cifar_shufflenet_v2",
+        "cifar_mobilenet_v2",
+    ],
 )
 def test_training_step_reaches_every_parameter(name):
     torch.manual_seed(0)

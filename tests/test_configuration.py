@@ -1,7 +1,6 @@
 import pytest
 
 from gendd_hf import GenDDConfig, GenDDSamplingConfig
-from gendd_hf.configuration_gendd import PRESETS
 
 
 def test_defaults_match_the_paper():
@@ -12,22 +11,21 @@ def test_defaults_match_the_paper():
     assert config.num_tokens == 512 // 64
     sampling = GenDDSamplingConfig()
     assert (sampling.sampler, sampling.num_inference_steps, sampling.guidance_scale, sampling.num_samples) == (
-        "ddpm", 64, 2.0, 5)
+        "ddpm",
+        64,
+        2.0,
+        5,
+    )
     assert sampling.clamp_first_step and sampling.seed == 0
-
-
-def test_cpu_preset_overrides_only_named_fields():
-    config = GenDDConfig.from_preset("cpu", teacher_feature_dim=256)
-    assert config.head_width == PRESETS["cpu"]["head_width"] and config.teacher_feature_dim == 256
-    assert config.contraction == 0.9
-    with pytest.raises(ValueError, match="Unknown GenDD preset 'gpu'"):
-        GenDDConfig.from_preset("gpu")
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"teacher_feature_dim": 100, "token_dim": 64}, "token_dim=64 is invalid: it must divide teacher_feature_dim=100"),
+        (
+            {"teacher_feature_dim": 100, "token_dim": 64},
+            "token_dim=64 is invalid: it must divide teacher_feature_dim=100",
+        ),
         ({"contraction": 1.5}, r"contraction=1.5 is invalid: lambda must lie in \[0, 1\]"),
         ({"contraction": -0.1}, "contraction=-0.1 is invalid"),
         ({"cond_drop_prob": 1.0}, r"cond_drop_prob=1.0 is invalid: use a probability in \[0, 1\)"),
@@ -76,7 +74,8 @@ def test_sampling_config_round_trip_and_overrides(tmp_path):
     (tmp_path / "empty").mkdir()
     assert GenDDSamplingConfig.from_pretrained(tmp_path / "empty") is None
     assert sampling.update(num_samples=2, guidance_scale=None) == GenDDSamplingConfig(
-        sampler="ddim", num_inference_steps=8, seed=3, num_samples=2)
+        sampler="ddim", num_inference_steps=8, seed=3, num_samples=2
+    )
     with pytest.raises(ValueError, match=r"has no field \['steps'\]"):
         sampling.update(steps=4)
     # A config.json written before sampling_config.json existed keeps its sampling fields.
@@ -85,8 +84,14 @@ def test_sampling_config_round_trip_and_overrides(tmp_path):
 
 
 def test_round_trip_keeps_every_field(tmp_path):
-    config = GenDDConfig(student_name="resnet10t", student_kwargs={"in_chans": 1}, token_dim=32, contraction=0.5,
-                         pretrained_cfg={"input_size": (1, 28, 28), "mean": (0.5,)}, id2label={0: "a", 1: "b"})
+    config = GenDDConfig(
+        student_name="resnet10t",
+        student_kwargs={"in_chans": 1},
+        token_dim=32,
+        contraction=0.5,
+        pretrained_cfg={"input_size": (1, 28, 28), "mean": (0.5,)},
+        id2label={0: "a", 1: "b"},
+    )
     config.save_pretrained(tmp_path)
     loaded = GenDDConfig.from_pretrained(tmp_path)
     assert loaded.to_dict() == config.to_dict()

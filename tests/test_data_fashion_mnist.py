@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 from datasets import ClassLabel, DatasetDict
 
-from gendd_hf.data import FASHION_MNIST_LABEL_NAMES, dataset_from_arrays, load_fashion_mnist, read_idx
-from gendd_hf.data import arrays, fashion_mnist
+from gendd_hf.data import (
+    FASHION_MNIST_LABEL_NAMES,
+    arrays,
+    dataset_from_arrays,
+    fashion_mnist,
+    load_fashion_mnist,
+    read_idx,
+)
 
 
 def write_idx(path, array, compress=True):

@@ -1,23 +1,18 @@
 import io
 import tarfile
 
-import datasets
 import numpy as np
 import PIL.Image
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, IterableDataset, Value
 
-from gendd_hf.data import load_image_dataset, shard_for_process
-from gendd_hf.data import loading
+from gendd_hf.data import load_image_dataset, loading, shard_for_process
 
 
 NUM_EXAMPLES = 6
 
 
-@pytest.fixture(autouse=True)
-def datasets_cache_in_tmp_path(tmp_path, monkeypatch):
-    """Keep load_dataset's cache and lock files out of the user's home."""
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_cache")
+pytestmark = pytest.mark.usefixtures("datasets_cache_in_tmp_path")  # conftest.py
 
 
 def pixels(i):

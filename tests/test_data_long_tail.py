@@ -1,10 +1,8 @@
-import math
-
 import numpy as np
 import pytest
 from datasets import ClassLabel, Dataset, Features, Value
 
-from gendd_hf.data import long_tailed_class_counts, make_long_tailed, shot_accuracy, shot_groups
+from gendd_hf.data import long_tailed_class_counts, make_long_tailed
 
 
 def labeled(counts):
@@ -49,23 +47,3 @@ def test_make_long_tailed_errors():
         make_long_tailed(labeled([4, 0, 4]))
     with pytest.raises(ValueError, match=r"n_max=5 must lie in \[1, 4\]"):
         make_long_tailed(ds, n_max=5)
-
-
-def test_shot_groups_imagenet_lt_thresholds():
-    assert shot_groups([500, 101, 100, 20, 19, 0]) == ["many", "many", "medium", "medium", "few", "few"]
-    assert shot_groups([6, 5, 2], many=5, few=3) == ["many", "medium", "few"]
-    with pytest.raises(ValueError, match="few"):
-        shot_groups([1], many=10, few=20)
-
-
-def test_shot_accuracy_hand_computed():
-    result = shot_accuracy([0, 0, 0, 1, 1, 0, 0], [0, 0, 0, 0, 1, 1, 2], ["many", "medium", "few"])
-    assert result == pytest.approx({"many": 3 / 4, "medium": 1 / 2, "few": 0.0, "overall": 4 / 7})
-    # A group averages its classes' accuracies (1.0 and 0.0), not its examples (4 of 5 right).
-    result = shot_accuracy([0, 0, 0, 0, 0, 2], [0, 0, 0, 0, 1, 2], ["many", "many", "few"])
-    assert result["many"] == pytest.approx(0.5) and result["few"] == 1.0
-    assert math.isnan(result["medium"]) and result["overall"] == pytest.approx(5 / 6)
-    with pytest.raises(ValueError, match="differ in shape"):
-        shot_accuracy([0, 1], [0], ["many", "many"])
-    with pytest.raises(ValueError, match=r"\['rare'\]"):
-        shot_accuracy([0], [0], ["rare"])

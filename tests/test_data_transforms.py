@@ -7,9 +7,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from gendd_hf.data import EvenBatchMixup, ImageCollator, build_transforms, dataset_from_arrays, mixup_fn
-
-
-PRESETS = ["regular", "a2", "a1", "small"]
+from gendd_hf.data.transforms import AUGMENTATIONS
 
 
 def seed_everything(seed):
@@ -28,11 +26,11 @@ def image(mode, size=28, seed=0):
     return PIL.Image.fromarray(rng.integers(0, 256, size=shape, dtype=np.uint8), mode=mode)
 
 
-@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("preset", AUGMENTATIONS)
 @pytest.mark.parametrize("in_chans", [1, 3])
 def test_output_channels_follow_in_chans_for_any_input_mode(preset, in_chans):
     for is_training in (True, False):
-        transform = build_transforms(data_config(in_chans), is_training=is_training, preset=preset)
+        transform = build_transforms(data_config(in_chans), is_training=is_training, augmentation=preset)
         for mode in ("L", "RGB"):
             out = transform(image(mode))
             assert out.shape == (in_chans, 32, 32) and out.dtype == torch.float32
@@ -41,15 +39,24 @@ def test_output_channels_follow_in_chans_for_any_input_mode(preset, in_chans):
 def test_presets_pick_the_recipe_augmentations():
     steps = {
         preset: [type(t).__name__ for t in build_transforms(data_config(3), True, preset).transforms]
-        for preset in PRESETS
+        for preset in AUGMENTATIONS
     }
     assert steps["regular"] == [
-        "ConvertImageMode", "RandomResizedCropAndInterpolation", "RandomHorizontalFlip", "MaybeToTensor", "Normalize"
+        "ConvertImageMode",
+        "RandomResizedCropAndInterpolation",
+        "RandomHorizontalFlip",
+        "MaybeToTensor",
+        "Normalize",
     ]
     assert steps["a2"] == steps["a1"] == steps["regular"][:3] + ["RandAugment"] + steps["regular"][3:]
     assert "m=7, mstd=0.5" in repr(build_transforms(data_config(3), True, "a1"))
     assert steps["small"] == [
-        "ConvertImageMode", "Resize", "RandomCrop", "RandomHorizontalFlip", "ToTensor", "Normalize"
+        "ConvertImageMode",
+        "Resize",
+        "RandomCrop",
+        "RandomHorizontalFlip",
+        "ToTensor",
+        "Normalize",
     ]
     eval_steps = [type(t).__name__ for t in build_transforms(data_config(3), False, "a1").transforms]
     assert eval_steps == ["ConvertImageMode", "Resize", "CenterCrop", "MaybeToTensor", "Normalize"]
@@ -58,7 +65,7 @@ def test_presets_pick_the_recipe_augmentations():
 def test_small_eval_is_resize_and_normalize():
     config = {"input_size": (1, 4, 4), "mean": (0.5,), "std": (0.5,)}
     pixels = np.array([[0, 255], [255, 0]], dtype=np.uint8).repeat(2, axis=0).repeat(2, axis=1)
-    out = build_transforms(config, is_training=False, preset="small")(PIL.Image.fromarray(pixels))
+    out = build_transforms(config, is_training=False, augmentation="small")(PIL.Image.fromarray(pixels))
     # (x / 255 - 0.5) / 0.5 maps 0 -> -1 and 255 -> 1.
     np.testing.assert_allclose(out[0].numpy(), pixels / 127.5 - 1, atol=1e-6)
     rgb = PIL.Image.merge("RGB", [PIL.Image.fromarray(pixels)] * 3)
@@ -76,7 +83,7 @@ def test_small_train_crops_with_padding_and_flips():
 
 @pytest.mark.parametrize("preset", ["a2", "small"])
 def test_training_transform_is_deterministic_under_a_seed(preset):
-    transform = build_transforms(data_config(3), is_training=True, preset=preset)
+    transform = build_transforms(data_config(3), is_training=True, augmentation=preset)
     img = image("RGB")
 
     def run(seed):
@@ -88,8 +95,8 @@ def test_training_transform_is_deterministic_under_a_seed(preset):
 
 
 def test_build_transforms_errors():
-    with pytest.raises(ValueError, match="preset must be one of"):
-        build_transforms(data_config(3), True, preset="a3")
+    with pytest.raises(ValueError, match="augmentation must be one of"):
+        build_transforms(data_config(3), True, augmentation="a3")
     with pytest.raises(ValueError, match=r"data_config\['mean'\] has 3 values but in_chans is 1"):
         build_transforms({"input_size": (1, 28, 28), "mean": (0.4, 0.4, 0.4)}, True)
     with pytest.raises(ValueError, match=r"data_config\['std'\] has 3 values \(timm's ImageNet default"):
@@ -115,7 +122,7 @@ def test_image_collator_batches_with_and_without_labels():
 
 def test_image_collator_in_a_dataloader_over_a_dataset():
     ds = dataset_from_arrays(np.zeros((5, 28, 28), dtype=np.uint8), labels=np.arange(5))
-    collator = ImageCollator(build_transforms(data_config(3), is_training=True, preset="small"))
+    collator = ImageCollator(build_transforms(data_config(3), is_training=True, augmentation="small"))
     batches = list(DataLoader(ds, batch_size=2, collate_fn=collator))
     assert [b["pixel_values"].shape for b in batches] == [(2, 3, 32, 32)] * 2 + [(1, 3, 32, 32)]
     assert torch.cat([b["labels"] for b in batches]).tolist() == [0, 1, 2, 3, 4]

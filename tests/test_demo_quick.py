@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
 
@@ -17,11 +18,25 @@ from gendd_hf.data import FASHION_MNIST_LABEL_NAMES, load_fashion_mnist
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_demo_quick_trains_distils_and_saves_a_loadable_student(tmp_path):
-    command = [sys.executable, "-m", "gendd_hf.bench.fashion_mnist", "demo", "--quick",
-               "--output_dir", str(tmp_path / "demo"), "--cache_dir", str(tmp_path / "cache")]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"),
-           "HF_DATASETS_CACHE": str(tmp_path / "hf_datasets")}
+    command = [
+        sys.executable,
+        "-m",
+        "gendd_hf.bench.fashion_mnist",
+        "demo",
+        "--quick",
+        "--output_dir",
+        str(tmp_path / "demo"),
+        "--cache_dir",
+        str(tmp_path / "cache"),
+    ]
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf_home"),
+        "HF_DATASETS_CACHE": str(tmp_path / "hf_datasets"),
+    }
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "| fashion_mnist | gendd |" in result.stdout and "AutoModelForImageClassification" in result.stdout
@@ -41,7 +56,10 @@ def test_demo_quick_trains_distils_and_saves_a_loadable_student(tmp_path):
     folder = tmp_path / "demo" / "gendd-student"
     model = AutoModelForImageClassification.from_pretrained(folder).eval()
     assert list(model.config.id2label.values()) == FASHION_MNIST_LABEL_NAMES
-    classifier, processor = pipeline("image-classification", model=str(folder)), AutoImageProcessor.from_pretrained(folder)
+    classifier, processor = (
+        pipeline("image-classification", model=str(folder)),
+        AutoImageProcessor.from_pretrained(folder),
+    )
     model.to(classifier.device)  # the pipeline runs on an accelerator when there is one; the noise is drawn there
     for image in load_fashion_mnist()["test"].select(range(5))["image"]:
         named = classifier(image)[0]["label"]  # each image's noise comes from the saved sampling seed

@@ -1,19 +1,22 @@
-"""`export_student` writes the student and its probe as a plain transformers classifier with the probe's logits."""
+"""`export_student` writes the student and its probe as a plain transformers classifier with the probe's logits, through
+`to_timm_classifier`, the student -> timm conversion it shares with the cross-entropy teachers."""
 
 import json
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForImageClassification, TimmWrapperForImageClassification, pipeline
 from transformers.testing_utils import CaptureLogger
 
-from conftest import tiny_model
 from gendd_hf import modeling_gendd
 from gendd_hf.image_processing import build_image_processor
+from helpers import tiny_model
+
 
 RGB_PIXELS = torch.randn(4, 3, 28, 28, generator=torch.Generator().manual_seed(0))
 
@@ -21,6 +24,22 @@ RGB_PIXELS = torch.randn(4, 3, 28, 28, generator=torch.Generator().manual_seed(0
 def _probe_logits(model, pixels):
     with torch.no_grad():
         return model(pixels, inference_path="probe").logits
+
+
+def test_to_timm_classifier_is_the_probe_path_as_timm_builds_it():
+    """The one student -> timm conversion (export_student and the cross-entropy teachers use it): the student with the
+    probe as timm's classifier, loaded with the strict key check, the random state left as it was."""
+    model = tiny_model(student_kwargs={}).eval()
+    state = torch.get_rng_state()
+    classifier = model.to_timm_classifier()
+    assert torch.equal(torch.get_rng_state(), state)
+    assert (type(classifier).__name__, classifier.num_classes, classifier.training) == ("ResNet", 3, False)
+    torch.testing.assert_close(classifier.fc.weight, model.probe.weight, rtol=0, atol=0)
+    with torch.no_grad():
+        assert torch.allclose(classifier(RGB_PIXELS), _probe_logits(model, RGB_PIXELS), atol=1e-6)
+    model.student.extra = torch.nn.Linear(1, 1)  # a layer timm's network does not have
+    with pytest.raises(RuntimeError, match=r'Unexpected key\(s\) in state_dict: "extra.weight"'):
+        model.to_timm_classifier()
 
 
 def test_rgb_student_exports_with_identical_logits_and_timm_wrapper_layout(tmp_path):
@@ -43,7 +62,9 @@ def test_grayscale_student_exports_as_rgb_with_the_channel_average(tmp_path):
     exported = model.export_student(tmp_path)
     assert exported.config.model_args["in_chans"] == 3
     first_conv = load_file(tmp_path / "model.safetensors")["timm_model.conv1.0.weight"]
-    assert first_conv.shape[1] == 3 and torch.allclose(first_conv[:, 1], model.student.conv1[0].weight[:, 0] / 3, atol=1e-5)
+    assert first_conv.shape[1] == 3 and torch.allclose(
+        first_conv[:, 1], model.student.conv1[0].weight[:, 0] / 3, atol=1e-5
+    )
     expected = _probe_logits(model, RGB_PIXELS)
     with torch.no_grad():
         assert torch.allclose(exported(RGB_PIXELS).logits, expected, atol=1e-6)

@@ -9,13 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import tiny_model
 from gendd_hf.bench import fast_sampling
 from gendd_hf.bench.fast_sampling import PAPER_SETTING, InferenceSetting, best_fast_setting, default_settings
 from gendd_hf.data import dataset_from_arrays
 from gendd_hf.diffusion import merge_tokens, split_tokens
 from gendd_hf.image_processing import build_image_processor
 from gendd_hf.sampling import estimate_mean_tokens, head_evaluations_per_image, make_scheduler
+from helpers import tiny_model
+
 
 PIXELS = torch.randn(3, 1, 28, 28, generator=torch.Generator().manual_seed(1))
 
@@ -75,9 +76,9 @@ def test_guided_steps_share_one_call_and_modulate_once_per_draw_group(model):
     inputs, modulation_inputs = [], []
     handles = [
         model.head.register_forward_hook(lambda module, args, output: inputs.append(tuple(args[0].shape))),
-        model.head.blocks[0].adaLN_modulation[-1].register_forward_hook(
-            lambda module, args, output: modulation_inputs.append(tuple(args[0].shape))
-        ),
+        model.head.blocks[0]
+        .adaLN_modulation[-1]
+        .register_forward_hook(lambda module, args, output: modulation_inputs.append(tuple(args[0].shape))),
     ]
     model.eval()
     model.generate_features(PIXELS, num_inference_steps=3, num_samples=5, guidance_scale=2.0)
@@ -92,8 +93,9 @@ def test_guided_steps_share_one_call_and_modulate_once_per_draw_group(model):
 @pytest.mark.parametrize("steps", [1, 16])
 def test_few_step_samplers_run_at_any_step_count(model, sampler, steps):
     model.eval()
-    features = model.generate_features(PIXELS, sampler=sampler, num_inference_steps=steps, num_samples=1,
-                                       generator=torch.Generator().manual_seed(0))
+    features = model.generate_features(
+        PIXELS, sampler=sampler, num_inference_steps=steps, num_samples=1, generator=torch.Generator().manual_seed(0)
+    )
     assert features.shape == (3, 32) and torch.isfinite(features).all()
 
 
@@ -206,11 +208,25 @@ def test_benchmark_script_end_to_end(tmp_path, capsys):
     labels = np.array([0, 1, 2, 0, 1, 2])
     dataset_from_arrays(images, labels, label_names=["cat", "dog", "fox"]).save_to_disk(str(tmp_path / "data"))
 
-    report = fast_sampling.main([
-        "--model", str(tmp_path / "model"), str(tmp_path / "other"), "--dataset", str(tmp_path / "data"),
-        "--num_eval", "5",
-        "--steps", "1,2", "--samplers", "ddim,dpm_solver", "--batch_size", "3", "--output", str(tmp_path / "out"),
-    ])
+    report = fast_sampling.main(
+        [
+            "--model",
+            str(tmp_path / "model"),
+            str(tmp_path / "other"),
+            "--dataset",
+            str(tmp_path / "data"),
+            "--num_eval",
+            "5",
+            "--steps",
+            "1,2",
+            "--samplers",
+            "ddim,dpm_solver",
+            "--batch_size",
+            "3",
+            "--output",
+            str(tmp_path / "out"),
+        ]
+    )
     printed = capsys.readouterr().out
     assert "| ddpm 64 steps g2 x5 | ddpm | 64 | 2.0 | 5 | 2560 |" in printed  # 64 x 2 x 5 x 4 tokens
     assert "| mean g2 | mean |" in printed and ("Best fast setting" in printed or "No fast setting" in printed)
@@ -219,10 +235,11 @@ def test_benchmark_script_end_to_end(tmp_path, capsys):
     assert (tmp_path / "out" / "fast_sampling.md").read_text().startswith("| setting |")
     rows = {row["setting"]: row for row in report["results"]}
     # The probe row is the probe's top-1 on the same five images, preprocessed as the pipeline does.
-    pixels = processor([image.convert("RGB") for image in dataset_from_arrays(images[:5])["image"]],
-                       return_tensors="pt")["pixel_values"]
+    pixels = processor(
+        [image.convert("RGB") for image in dataset_from_arrays(images[:5])["image"]], return_tensors="pt"
+    )["pixel_values"]
     with torch.no_grad():
-        probe_top1 = (model.eval()(pixels, inference_path="probe").logits.argmax(-1) == torch.tensor(labels[:5]))
+        probe_top1 = model.eval()(pixels, inference_path="probe").logits.argmax(-1) == torch.tensor(labels[:5])
     assert rows["probe"]["top1_per_model"][0] == pytest.approx(100 * probe_top1.float().mean().item())
     # Top-1 is the mean over the two models.
     for row in report["results"]:
@@ -233,8 +250,12 @@ def test_benchmark_script_end_to_end(tmp_path, capsys):
 
 
 def test_synthetic_errors_measure_each_setting_against_the_64_step_chain():
-    settings = [InferenceSetting(), InferenceSetting("ddpm", 64, 1.0, 1), InferenceSetting("ddim", 2, 2.0, 1),
-                InferenceSetting("mean", 1, 1.0)]
+    settings = [
+        InferenceSetting(),
+        InferenceSetting("ddpm", 64, 1.0, 1),
+        InferenceSetting("ddim", 2, 2.0, 1),
+        InferenceSetting("mean", 1, 1.0),
+    ]
     errors = fast_sampling.synthetic_errors(settings, steps=20, draws=8)
     assert set(errors) == {"ddpm 64 steps g1 x1", "ddim 2 steps g2 x1", "mean g1"}  # no probe row
     assert errors["ddpm 64 steps g1 x1"] == 0.0  # the reference chain itself, same noise
@@ -248,3 +269,14 @@ def test_best_fast_setting_with_synthetic_errors_needs_both():
     synthetic = {ok["setting"]: 0.05, better_but_biased["setting"]: 0.4}
     assert best_fast_setting([paper, ok, better_but_biased])["setting"] == "mean g2"
     assert best_fast_setting([paper, ok, better_but_biased], synthetic)["setting"] == "ddim 2 steps g2 x1"
+
+
+def test_within_target_keeps_only_the_settings_cheap_enough_to_be_chosen():
+    every = default_settings((1, 2, 4, 8, 16), ("ddim",))
+    kept = default_settings((1, 2, 4, 8, 16), ("ddim",), within_target=True)
+    budget = PAPER_SETTING.head_evaluations(1) / 20  # 640 / 20 = 32 rows per token
+    assert kept[:2] == every[:2]  # the probe and the paper's sampler, the references
+    assert [s for s in every[2:] if s.head_evaluations(1) <= budget] == kept[2:]
+    # 16 steps with guidance costs 16 x 2 = 32 (kept); 8 steps x 5 samples 40 and 4 steps x 2 x 5 40 (dropped).
+    names = {s.name for s in kept}
+    assert "ddim 16 steps g2 x1" in names and "ddim 8 steps g1 x5" not in names and "ddim 4 steps g2 x5" not in names

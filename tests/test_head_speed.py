@@ -6,8 +6,14 @@ import torch
 from gendd_hf.bench import head_speed
 from gendd_hf.bench.head_speed import HeadBenchShapes, build_head, make_batch, training_loss
 
+
 SHAPES = HeadBenchShapes(
-    batch_size=3, student_dim=12, teacher_feature_dim=24, token_dim=8, diffusion_batch_mul=4, head_width=32,
+    batch_size=3,
+    student_dim=12,
+    teacher_feature_dim=24,
+    token_dim=8,
+    diffusion_batch_mul=4,
+    head_width=32,
     head_depth=2,
 )
 

@@ -22,16 +22,13 @@ from PIL import Image
 from safetensors.torch import load, save_file
 from transformers import AutoImageProcessor, TimmWrapperImageProcessor, TrainerCallback, pipeline
 
-from conftest import tiny_model
 from gendd_hf.data import ImageCollator
 from gendd_hf.hub import push_model_folder
 from gendd_hf.image_processing import build_image_processor
 from gendd_hf.model_card import write_model_card
 from gendd_hf.trainer import GenDDTrainer
-from hub_server import FAKE_TOKEN, FAKE_USER, fake_hub  # noqa: F401  (fake_hub is a fixture)
-from test_trainer import (  # noqa: F401  (full_determinism is a fixture)
-    SIZE, TRANSFORM, CrashAtStep, full_determinism, toy_args, toy_dataset, toy_model, toy_teacher,
-)
+from helpers import SIZE, TRANSFORM, CrashAtStep, tiny_model, toy_args, toy_dataset, toy_model, toy_teacher
+from hub_server import FAKE_TOKEN, FAKE_USER
 
 
 def make_model_folder(folder):
@@ -40,12 +37,18 @@ def make_model_folder(folder):
     write_model_card(
         folder,
         dict(
-            model_name="gendd-push-test", teacher="t", student="test_resnet", dataset="zalando-datasets/fashion_mnist",
-            sampled_accuracy={"top1": 0.5, "top5": 0.9}, probe_accuracy={"top1": 0.45, "top5": 0.88},
+            model_name="gendd-push-test",
+            teacher="t",
+            student="test_resnet",
+            dataset="zalando-datasets/fashion_mnist",
+            sampled_accuracy={"top1": 0.5, "top5": 0.9},
+            probe_accuracy={"top1": 0.45, "top5": 0.88},
         ),
     )
     (folder / "config.json").write_text(json.dumps({"model_type": "gendd", "token_dim": 8}))
-    save_file({"probe.weight": torch.arange(12.0).view(3, 4), "probe.bias": torch.ones(3)}, folder / "model.safetensors")
+    save_file(
+        {"probe.weight": torch.arange(12.0).view(3, 4), "probe.bias": torch.ones(3)}, folder / "model.safetensors"
+    )
     return {path.name: path.read_bytes() for path in folder.iterdir()}
 
 
@@ -72,8 +75,9 @@ def test_upload_file_download_and_unchanged_reupload(fake_hub, tmp_path):
     assert repo_id == f"{FAKE_USER}/push-test-2"
     create_repo(repo_id, exist_ok=True)  # 409 from the server, accepted
 
-    api.upload_file(path_or_fileobj=tmp_path / "model" / "config.json", path_in_repo="nested/config.json",
-                    repo_id=repo_id)
+    api.upload_file(
+        path_or_fileobj=tmp_path / "model" / "config.json", path_in_repo="nested/config.json", repo_id=repo_id
+    )
     upload_folder(repo_id=repo_id, folder_path=tmp_path / "model")
     upload_folder(repo_id=repo_id, folder_path=tmp_path / "model")  # unchanged: skipped, no new commit
 
@@ -144,14 +148,28 @@ def _trainer(tmp_path, output, max_steps=4, model_card=None, callbacks=(), **hub
     """A toy `GenDDTrainer` (test_trainer's: 1-channel 16x16 images, `test_resnet` teacher and student) whose model has
     an evaluation transform, hence an image processor; 32 images of batch 8: 4 steps an epoch."""
     model = toy_model()
-    model.config.pretrained_cfg = {"input_size": (1, SIZE, SIZE), "mean": (0.5,), "std": (0.5,), "crop_pct": 1.0,
-                                   "interpolation": "bilinear", "crop_mode": "center"}
-    args = toy_args(tmp_path / output, max_steps=max_steps, save_strategy="steps", save_steps=2, data_seed=3,
-                    **hub_args)
-    return GenDDTrainer(model, args, teacher=toy_teacher(), train_dataset=toy_dataset(n=32),
-                        eval_dataset=toy_dataset(n=10, seed=1), data_collator=ImageCollator(TRANSFORM),
-                        processing_class=build_image_processor(model), model_card=model_card,
-                        callbacks=list(callbacks))
+    model.config.pretrained_cfg = {
+        "input_size": (1, SIZE, SIZE),
+        "mean": (0.5,),
+        "std": (0.5,),
+        "crop_pct": 1.0,
+        "interpolation": "bilinear",
+        "crop_mode": "center",
+    }
+    args = toy_args(
+        tmp_path / output, max_steps=max_steps, save_strategy="steps", save_steps=2, data_seed=3, **hub_args
+    )
+    return GenDDTrainer(
+        model,
+        args,
+        teacher=toy_teacher(),
+        train_dataset=toy_dataset(n=32),
+        eval_dataset=toy_dataset(n=10, seed=1),
+        data_collator=ImageCollator(TRANSFORM),
+        processing_class=build_image_processor(model),
+        model_card=model_card,
+        callbacks=list(callbacks),
+    )
 
 
 def _pipeline_answers(folder):
@@ -171,10 +189,22 @@ def test_trainer_pushes_checkpoints_and_the_final_model_with_the_gendd_card(fake
     """`push_to_hub` + `hub_strategy="checkpoint"`: each save pushes the model folder and `last-checkpoint/` (with the
     resume pickles, never `training_args.bin`); `trainer.push_to_hub()` sends the final folder with the image
     processor and the GenDD card; `pipeline()` loads the downloaded repository."""
-    card = {"dataset": "someone/toy-images", "train_split": "train", "eval_dataset": "someone/toy-eval",
-            "eval_split": "validation", "license": "mit"}
-    trainer = _trainer(tmp_path, "run", model_card=card, push_to_hub=True, hub_model_id="gendd/trainer-push",
-                       hub_strategy="checkpoint", hub_always_push=True)
+    card = {
+        "dataset": "someone/toy-images",
+        "train_split": "train",
+        "eval_dataset": "someone/toy-eval",
+        "eval_split": "validation",
+        "license": "mit",
+    }
+    trainer = _trainer(
+        tmp_path,
+        "run",
+        model_card=card,
+        push_to_hub=True,
+        hub_model_id="gendd/trainer-push",
+        hub_strategy="checkpoint",
+        hub_always_push=True,
+    )
     trainer.train()
     trainer.evaluate()
     commit = trainer.push_to_hub()
@@ -182,19 +212,36 @@ def test_trainer_pushes_checkpoints_and_the_final_model_with_the_gendd_card(fake
     repo = fake_hub.repo("gendd/trainer-push")
     out = tmp_path / "run" / "out"
     assert [c["summary"] for c in repo.commits] == [
-        "Training in progress, step 2", "Training in progress, step 2, checkpoint",
-        "Training in progress, step 4", "Training in progress, step 4, checkpoint", "End of training",
+        "Training in progress, step 2",
+        "Training in progress, step 2, checkpoint",
+        "Training in progress, step 4",
+        "Training in progress, step 4, checkpoint",
+        "End of training",
     ]
     assert commit.oid == repo.head
     checkpoint = {name.removeprefix("last-checkpoint/") for name in repo.files if name.startswith("last-checkpoint/")}
-    assert {"model.safetensors", "config.json", "sampling_config.json", "trainer_state.json", "optimizer.pt",
-            "scheduler.pt", "rng_state.pth", "modeling_gendd.py"} <= checkpoint
+    assert {
+        "model.safetensors",
+        "config.json",
+        "sampling_config.json",
+        "trainer_state.json",
+        "optimizer.pt",
+        "scheduler.pt",
+        "rng_state.pth",
+        "modeling_gendd.py",
+    } <= checkpoint
     assert "training_args.bin" not in checkpoint and "training_args.bin" in os.listdir(out / "checkpoint-4")
     assert json.loads(repo.files["last-checkpoint/trainer_state.json"])["global_step"] == 4
     assert repo.files["last-checkpoint/model.safetensors"] == (out / "checkpoint-4" / "model.safetensors").read_bytes()
     root = {name for name in repo.files if "/" not in name}
-    assert {"model.safetensors", "config.json", "sampling_config.json", "README.md", "configuration_gendd.py",
-            "modeling_gendd.py"} <= root
+    assert {
+        "model.safetensors",
+        "config.json",
+        "sampling_config.json",
+        "README.md",
+        "configuration_gendd.py",
+        "modeling_gendd.py",
+    } <= root
     assert not any(name.endswith((".bin", ".pt", ".pth")) for name in root) and "training_args.bin" in os.listdir(out)
     assert not any(name.startswith(("checkpoint-", "runs/")) for name in repo.files)
     assert repo.files["model.safetensors"] == (out / "model.safetensors").read_bytes()
@@ -203,10 +250,13 @@ def test_trainer_pushes_checkpoints_and_the_final_model_with_the_gendd_card(fake
     metadata = ModelCard(readme, ignore_metadata_errors=False).data.to_dict()
     assert metadata["license"] == "mit" and metadata["datasets"] == ["someone/toy-images", "someone/toy-eval"]
     assert {entry["dataset"]["type"] for entry in metadata["model-index"][0]["results"]} == {"someone/toy-eval"}
-    for expected in ["Generative Distribution Distillation", "| GenDD optimizer steps | 4 |",
-                     "timm `test_resnet` (weights not recorded)",
-                     "[someone/toy-images](https://huggingface.co/datasets/someone/toy-images), split `train`",
-                     'from_pretrained("gendd/trainer-push")']:
+    for expected in [
+        "Generative Distribution Distillation",
+        "| GenDD optimizer steps | 4 |",
+        "timm `test_resnet` (weights not recorded)",
+        "[someone/toy-images](https://huggingface.co/datasets/someone/toy-images), split `train`",
+        'from_pretrained("gendd/trainer-push")',
+    ]:
         assert expected in readme, expected
     assert "epochs |" not in readme and "diffusion head | " in readme  # steps, and the evaluated accuracies
 
@@ -220,8 +270,15 @@ def test_resume_from_the_hub_checkpoint_continues_at_the_next_step(fake_hub, tmp
     epoch) went up; another machine resumes from the Hub's `last-checkpoint/` with `resume_from_checkpoint="hub"`,
     trains steps 5 and 6 only, and ends with the weights of a run that was never interrupted."""
     settings = {"max_steps": 6, "full_determinism": True, "hub_model_id": "gendd/resume-test"}
-    killed = _trainer(tmp_path, "killed", callbacks=[CrashAtStep(5)], push_to_hub=True, hub_strategy="checkpoint",
-                      hub_always_push=True, **settings)
+    killed = _trainer(
+        tmp_path,
+        "killed",
+        callbacks=[CrashAtStep(5)],
+        push_to_hub=True,
+        hub_strategy="checkpoint",
+        hub_always_push=True,
+        **settings,
+    )
     with pytest.raises(KeyboardInterrupt):
         killed.train()
     killed.push_in_progress.wait_until_done()
@@ -244,8 +301,14 @@ def test_resume_from_the_hub_checkpoint_continues_at_the_next_step(fake_hub, tmp
 
 
 def test_all_checkpoints_pushes_each_checkpoint_folder(fake_hub, tmp_path):
-    trainer = _trainer(tmp_path, "run", push_to_hub=True, hub_model_id="gendd/all-checkpoints",
-                       hub_strategy="all_checkpoints", hub_always_push=True)
+    trainer = _trainer(
+        tmp_path,
+        "run",
+        push_to_hub=True,
+        hub_model_id="gendd/all-checkpoints",
+        hub_strategy="all_checkpoints",
+        hub_always_push=True,
+    )
     trainer.train()
     files = fake_hub.repo("gendd/all-checkpoints").files
     assert {"checkpoint-2/trainer_state.json", "checkpoint-4/trainer_state.json"} <= set(files)
@@ -254,17 +317,33 @@ def test_all_checkpoints_pushes_each_checkpoint_folder(fake_hub, tmp_path):
 
 def test_model_push_to_hub_uploads_the_image_processor_sampling_settings_and_gendd_card(fake_hub, tmp_path):
     model = tiny_model()
-    model.config.pretrained_cfg = {"input_size": (1, 28, 28), "mean": (0.5,), "std": (0.5,), "crop_pct": 1.0,
-                                   "interpolation": "bilinear", "crop_mode": "center"}
+    model.config.pretrained_cfg = {
+        "input_size": (1, 28, 28),
+        "mean": (0.5,),
+        "std": (0.5,),
+        "crop_pct": 1.0,
+        "interpolation": "bilinear",
+        "crop_mode": "center",
+    }
     model.sampling_config = model.sampling_config.update(sampler="ddim", num_inference_steps=3, seed=4)
-    card = {"teacher": "timm `resnet34.tv_in1k`", "dataset": "zalando-datasets/fashion_mnist", "license": "mit",
-            "sampled_accuracy": {"top1": 0.5}}
+    card = {
+        "teacher": "timm `resnet34.tv_in1k`",
+        "dataset": "zalando-datasets/fashion_mnist",
+        "license": "mit",
+        "sampled_accuracy": {"top1": 0.5},
+    }
     commit = model.push_to_hub("model-push", model_card=card, tags=["demo"])
 
     repo = fake_hub.repo(f"{FAKE_USER}/model-push")
     assert [c["oid"] for c in repo.commits] == [commit.oid]
-    assert {"model.safetensors", "config.json", "sampling_config.json", "README.md", "configuration_gendd.py",
-            "modeling_gendd.py"} <= set(repo.files)
+    assert {
+        "model.safetensors",
+        "config.json",
+        "sampling_config.json",
+        "README.md",
+        "configuration_gendd.py",
+        "modeling_gendd.py",
+    } <= set(repo.files)
     assert json.loads(repo.files["sampling_config.json"])["num_inference_steps"] == 3
     card_data = ModelCard(repo.files["README.md"].decode(), ignore_metadata_errors=False).data
     assert card_data.license == "mit" and card_data.datasets == ["zalando-datasets/fashion_mnist"]

@@ -6,19 +6,10 @@ import numpy as np
 import PIL.Image
 import pytest
 from datasets import ClassLabel, Value
-from transformers import EvalPrediction
 
 from gendd_hf.data import load_image_dataset
-from gendd_hf.data.imagenet_lt import (
-    LongTailMetrics,
-    class_counts,
-    class_groups,
-    load_imagenet_lt,
-    main,
-    read_split_file,
-    save_imagenet_lt,
-    shot_metrics,
-)
+from gendd_hf.data.imagenet_lt import load_imagenet_lt, main, read_split_file, save_imagenet_lt
+from gendd_hf.metrics import class_counts, class_groups
 
 
 TRAIN_COUNTS = (101, 20, 5)  # many (> 100), medium (20..100), few (< 20)
@@ -26,9 +17,7 @@ TEST_PER_CLASS = 2
 SYNSETS = ("n01440764", "n01443537", "n01484850")
 
 
-@pytest.fixture(autouse=True)
-def datasets_cache_in_tmp_path(tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_cache")
+pytestmark = pytest.mark.usefixtures("datasets_cache_in_tmp_path")  # conftest.py
 
 
 def shade(label: int, index: int) -> int:
@@ -68,7 +57,11 @@ def test_read_split_file(imagenet):
 
 @pytest.mark.parametrize(
     "content,message",
-    [("train/a.JPEG\n", "line 1: expected"), ("train/a.JPEG 0\ntrain/b.JPEG x\n", "line 2: expected"), ("\n", "no image")],
+    [
+        ("train/a.JPEG\n", "line 1: expected"),
+        ("train/a.JPEG 0\ntrain/b.JPEG x\n", "line 2: expected"),
+        ("\n", "no image"),
+    ],
 )
 def test_read_split_file_errors(tmp_path, content, message):
     path = tmp_path / "ImageNet_LT_train.txt"
@@ -151,22 +144,3 @@ def test_shot_groups_come_from_training_counts(imagenet):
     assert class_groups(train, many=101) == ["medium", "medium", "few"]
     with pytest.raises(ValueError, match="no 'label' column"):
         class_counts(train.remove_columns("label"))
-
-
-def test_shot_metrics_hand_computed():
-    # Classes: 0 many, 1 medium, 2 few. Probe: class 0 right 2/2, class 1 right 1/2, class 2 right 0/2.
-    labels = np.array([0, 0, 1, 1, 2, 2])
-    probe = np.eye(3)[[0, 0, 1, 0, 0, 1]]
-    sampled = np.eye(3)[[0, 1, 1, 1, 2, 2]]  # 1/2, 2/2, 2/2
-    prediction = EvalPrediction(predictions=(sampled, probe), label_ids=labels)
-    groups = ["many", "medium", "few"]
-    assert shot_metrics(prediction, groups, ("sampled", "probe")) == {
-        "sampled_many_top1": 0.5, "sampled_medium_top1": 1.0, "sampled_few_top1": 1.0,
-        "probe_many_top1": 1.0, "probe_medium_top1": 0.5, "probe_few_top1": 0.0,
-    }
-    metrics = LongTailMetrics(groups, ("sampled", "probe"))(prediction)
-    assert metrics["probe_top1"] == pytest.approx(3 / 6)
-    assert metrics["sampled_top1"] == pytest.approx(5 / 6)
-    assert metrics["probe_few_top1"] == 0.0
-    with pytest.raises(ValueError, match="2 logits arrays"):
-        shot_metrics(prediction, groups, ("probe",))

@@ -150,7 +150,10 @@ def test_soft_cross_entropy_soft_targets_hand_value_and_gradient():
         (lambda: kd_loss(torch.zeros(2, 3), torch.zeros(2, 4)), "same shape"),
         (lambda: kd_loss(torch.zeros(2, 3), torch.zeros(2, 3), temperature=0.0), "temperature"),
         (lambda: dkd_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.rand(2, 3)), "integer class indices"),
-        (lambda: dkd_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.tensor([0, 1]), epoch=1, warmup_epochs=0), "warmup"),
+        (
+            lambda: dkd_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.tensor([0, 1]), epoch=1, warmup_epochs=0),
+            "warmup",
+        ),
         (lambda: soft_cross_entropy(torch.zeros(2, 3), torch.tensor([0.0, 1.0])), "probabilities"),
         (lambda: soft_cross_entropy(torch.zeros(2, 3), torch.zeros(2, 4)), "probabilities"),
     ],

@@ -2,10 +2,20 @@ import math
 
 import evaluate
 import huggingface_hub
+import numpy as np
 import pytest
 import torch
+from transformers import EvalPrediction
 
-from gendd_hf.metrics import TOP_K_ACCURACY_PATH, load_top_k_metric, top_k_accuracy
+from gendd_hf.metrics import (
+    TOP_K_ACCURACY_PATH,
+    LongTailMetrics,
+    load_top_k_metric,
+    shot_accuracy,
+    shot_groups,
+    shot_metrics,
+    top_k_accuracy,
+)
 
 
 # True classes ranked 1st, 2nd, 3rd and 4th of 6 classes.
@@ -74,3 +84,59 @@ def test_load_top_k_metric_accumulates_batches(tmp_path):
     metric.add_batch(predictions=LOGITS[:2], references=LABELS[:2])
     metric.add_batch(predictions=LOGITS[2:], references=LABELS[2:])
     assert metric.compute(k=(1, 3)) == top_k_accuracy(LOGITS, LABELS, k=(1, 3))
+
+
+def one_hot(predictions, num_classes):
+    """Logits whose top-1 is `predictions`."""
+    return np.eye(num_classes)[predictions]
+
+
+# ---- many / medium / few-shot accuracy (ImageNet-LT)
+def test_shot_groups_imagenet_lt_thresholds():
+    assert shot_groups([500, 101, 100, 20, 19, 0]) == ["many", "many", "medium", "medium", "few", "few"]
+    assert shot_groups([6, 5, 2], many=5, few=3) == ["many", "medium", "few"]
+    with pytest.raises(ValueError, match="few"):
+        shot_groups([1], many=10, few=20)
+
+
+def test_shot_accuracy_hand_computed():
+    result = shot_accuracy(one_hot([0, 0, 0, 1, 1, 0, 0], 3), [0, 0, 0, 0, 1, 1, 2], ["many", "medium", "few"])
+    assert result == pytest.approx({"many": 3 / 4, "medium": 1 / 2, "few": 0.0, "overall": 4 / 7})
+    # A group averages its classes' accuracies (1.0 and 0.0), not its examples (4 of 5 right).
+    result = shot_accuracy(one_hot([0, 0, 0, 0, 0, 2], 3), [0, 0, 0, 0, 1, 2], ["many", "many", "few"])
+    assert result["many"] == pytest.approx(0.5) and result["few"] == 1.0
+    assert math.isnan(result["medium"]) and result["overall"] == pytest.approx(5 / 6)
+    # Ties count against the prediction, as in top_k_accuracy: a constant classifier is right nowhere.
+    assert shot_accuracy(np.zeros((3, 2)), [0, 1, 1], ["many", "few"]) == {
+        "many": 0.0,
+        "medium": pytest.approx(float("nan"), nan_ok=True),
+        "few": 0.0,
+        "overall": 0.0,
+    }
+    with pytest.raises(ValueError, match="differ in length"):
+        shot_accuracy(one_hot([0, 1], 2), [0], ["many", "many"])
+    with pytest.raises(ValueError, match=r"\['rare'\]"):
+        shot_accuracy(one_hot([0], 1), [0], ["rare"])
+
+
+def test_shot_metrics_hand_computed():
+    # Classes: 0 many, 1 medium, 2 few. Probe: class 0 right 2/2, class 1 right 1/2, class 2 right 0/2.
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    probe = np.eye(3)[[0, 0, 1, 0, 0, 1]]
+    sampled = np.eye(3)[[0, 1, 1, 1, 2, 2]]  # 1/2, 2/2, 2/2
+    prediction = EvalPrediction(predictions=(sampled, probe), label_ids=labels)
+    groups = ["many", "medium", "few"]
+    assert shot_metrics(prediction, groups, ("sampled", "probe")) == {
+        "sampled_many_top1": 0.5,
+        "sampled_medium_top1": 1.0,
+        "sampled_few_top1": 1.0,
+        "probe_many_top1": 1.0,
+        "probe_medium_top1": 0.5,
+        "probe_few_top1": 0.0,
+    }
+    metrics = LongTailMetrics(groups, ("sampled", "probe"))(prediction)
+    assert metrics["probe_top1"] == pytest.approx(3 / 6)
+    assert metrics["sampled_top1"] == pytest.approx(5 / 6)
+    assert metrics["probe_few_top1"] == 0.0
+    with pytest.raises(ValueError, match="2 logits arrays"):
+        shot_metrics(prediction, groups, ("probe",))

@@ -3,12 +3,12 @@ import dataclasses
 import pytest
 import timm
 from huggingface_hub import ModelCard, metadata_load
-from timm.models import save_for_hf
 from safetensors.torch import save_file
+from timm.models import save_for_hf
 
-from conftest import tiny_model
 from gendd_hf.model_card import ModelCardInfo, describe_teacher, hub_dataset_id, render_model_card, write_model_card
 from gendd_hf.teacher import TimmTeacher, pretrained_weights_source
+from helpers import tiny_model
 
 
 INFO = dict(
@@ -107,8 +107,13 @@ def test_card_without_results_has_no_model_index():
 
 
 def test_from_model_copies_student_method_and_sampling_settings():
-    model = tiny_model(student_name="resnet10t", student_kwargs={}, contraction=0.5, inference_path="probe",
-                       sampling=dict(num_inference_steps=16, guidance_scale=1.0, num_samples=2, sampler="ddim", seed=7))
+    model = tiny_model(
+        student_name="resnet10t",
+        student_kwargs={},
+        contraction=0.5,
+        inference_path="probe",
+        sampling=dict(num_inference_steps=16, guidance_scale=1.0, num_samples=2, sampler="ddim", seed=7),
+    )
     info = ModelCardInfo.from_model(model, model_name="m", teacher="t", dataset="d", num_samples=4)
     assert (info.student, info.contraction, info.token_dim) == ("resnet10t", 0.5, 8)
     assert (info.sampler, info.num_inference_steps, info.guidance_scale, info.seed) == ("ddim", 16, 1.0, 7)
@@ -125,8 +130,15 @@ def test_a_fast_default_and_the_inference_cost_table_are_reported():
         {"setting": "ddpm 64 steps g2 x5", "head_evaluations_per_image": 5120, "top1": 84.25, "images_per_second": 9.5},
         {"setting": "mean g2", "head_evaluations_per_image": 16, "top1": 84.3, "images_per_second": 4321.04},
     ]
-    text = render_model_card({**INFO, "sampler": "mean", "guidance_scale": 2.0, "inference_costs": costs,
-                              "inference_costs_note": "First 1000 test images."})
+    text = render_model_card(
+        {
+            **INFO,
+            "sampler": "mean",
+            "guidance_scale": 2.0,
+            "inference_costs": costs,
+            "inference_costs_note": "First 1000 test images.",
+        }
+    )
     assert "- **Sampling**: `mean` sampler (one head call per token" in text
     assert "The sampled path used the `mean` sampler" in text
     assert "First 1000 test images." in text
@@ -141,17 +153,30 @@ def test_training_data_is_named_apart_from_the_evaluation_data_and_local_paths_a
     links the Hub id only, and lists only it in the `datasets` metadata and `model-index`."""
     shards = tmp_path / "cc3m-wds"
     shards.mkdir()
-    info = {**INFO, "dataset": str(shards), "dataset_name": None, "train_split": "train", "streaming": True,
-            "method": "gendd_unsup", "contraction": 0.0, "eval_dataset": "ILSVRC/imagenet-1k",
-            "eval_dataset_name": "ImageNet-1k", "eval_split": "validation"}
+    info = {
+        **INFO,
+        "dataset": str(shards),
+        "dataset_name": None,
+        "train_split": "train",
+        "streaming": True,
+        "method": "gendd_unsup",
+        "contraction": 0.0,
+        "eval_dataset": "ILSVRC/imagenet-1k",
+        "eval_dataset_name": "ImageNet-1k",
+        "eval_split": "validation",
+    }
     card = ModelCard(render_model_card(info), ignore_metadata_errors=False)
     assert card.data.datasets == ["ILSVRC/imagenet-1k"]
     assert {(r.dataset_type, r.dataset_name, r.dataset_split) for r in card.data.eval_results} == {
-        ("ILSVRC/imagenet-1k", "ImageNet-1k", "validation")}
-    assert ("- **Training data**: `cc3m-wds` (local files, not on the Hub), split `train`, streamed, used without its "
-            "labels") in card.text
-    assert ("- **Evaluation data**: [ImageNet-1k](https://huggingface.co/datasets/ILSVRC/imagenet-1k), split "
-            "`validation`") in card.text
+        ("ILSVRC/imagenet-1k", "ImageNet-1k", "validation")
+    }
+    assert (
+        "- **Training data**: `cc3m-wds` (local files, not on the Hub), split `train`, streamed, used without its "
+        "labels"
+    ) in card.text
+    assert (
+        "- **Evaluation data**: [ImageNet-1k](https://huggingface.co/datasets/ILSVRC/imagenet-1k), split `validation`"
+    ) in card.text
     assert "Measured on the `validation` split of [ImageNet-1k]" in card.text
     assert str(tmp_path) not in card.content and card.content.count("huggingface.co/datasets/") == 2  # eval, twice
 
@@ -205,14 +230,18 @@ def test_the_teacher_is_named_with_the_source_of_its_weights(tmp_path):
     save_for_hf(timm.create_model("test_resnet", num_classes=3), tmp_path / "my-teacher")
     folder = TimmTeacher.from_timm(f"local-dir:{tmp_path / 'my-teacher'}")
     assert describe_teacher(folder.name, folder.weights) == (
-        "timm `test_resnet`, weights from the local folder `my-teacher` (not on the Hub)")
+        "timm `test_resnet`, weights from the local folder `my-teacher` (not on the Hub)"
+    )
 
 
 def test_the_card_says_how_to_reproduce_the_sampled_predictions():
     text = " ".join(render_model_card({**INFO, "seed": 3}).split())
-    for expected in ["**Reproducible predictions.**", "seeded with `sampling_config.seed` (3)",
-                     "measured with this repository's `sampling_config.json` and the evaluation transform in its "
-                     "`config.json`", "no `sampling_config` override, no `generator`"]:
+    for expected in [
+        "**Reproducible predictions.**",
+        "seeded with `sampling_config.seed` (3)",
+        "measured with this repository's `sampling_config.json` and the evaluation transform in its `config.json`",
+        "no `sampling_config` override, no `generator`",
+    ]:
         assert expected in text, expected
 
 

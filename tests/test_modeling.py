@@ -7,12 +7,19 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import save_file
-from transformers import (AutoConfig, AutoModel, AutoModelForImageClassification, ViTConfig,
-                          ViTForImageClassification, pipeline)
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForImageClassification,
+    ViTConfig,
+    ViTForImageClassification,
+    pipeline,
+)
 
-from conftest import tiny_model
 from gendd_hf import GenDDForImageClassification
 from gendd_hf.diffusion import merge_tokens
+from helpers import tiny_model
+
 
 PIXELS = torch.randn(3, 1, 28, 28, generator=torch.Generator().manual_seed(1))
 TEACHER_FEATURES = torch.randn(3, 32, generator=torch.Generator().manual_seed(2))
@@ -99,7 +106,10 @@ def test_sampled_logits_are_the_teacher_classifier_on_sampled_features(model):
     features = model.generate_features(PIXELS, generator=torch.Generator().manual_seed(3))
     assert torch.allclose(out.logits, features @ model.teacher_weight.T + model.teacher_bias, atol=1e-5)
     probe = model(PIXELS, inference_path="probe")
-    assert torch.equal(probe.logits, probe.probe_logits) and probe.sampled_features is None
+    assert torch.equal(probe.logits, probe.probe_logits)
+    assert torch.equal(model.path_logits(out.student_features, "sampled", torch.Generator().manual_seed(3)), out.logits)
+    with pytest.raises(ValueError, match="Unknown inference_path 'projection'"):
+        model.path_logits(out.student_features, "projection")
 
 
 @pytest.mark.parametrize("guidance_scale, branches", [(2.0, 2), (1.0, 1)])
@@ -121,8 +131,9 @@ def test_samples_are_averaged_over_draws(model):
     z = model.extract_features(PIXELS)
     condition = model.head.embed_condition(model.head.condition_norm(z))
     null = model.head.null_condition()
-    tokens = sample_tokens(model.head, condition, null, make_scheduler("ddpm"), 8, 2.0, 2,
-                           generator=torch.Generator().manual_seed(4))
+    tokens = sample_tokens(
+        model.head, condition, null, make_scheduler("ddpm"), 8, 2.0, 2, generator=torch.Generator().manual_seed(4)
+    )
     mean = model.sample_features(z, generator=torch.Generator().manual_seed(4))
     assert torch.allclose(merge_tokens(tokens).mean(1), mean)
 
@@ -164,8 +175,9 @@ pixels = load_file({str(tmp_path.parent / "pixels.safetensors")!r})["pixels"]
 logits = model(pixels, generator=torch.Generator().manual_seed(0)).logits
 print(repr(logits.tolist()))
 """
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path.parent,
-                            check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path.parent, check=False
+    )
     assert result.returncode == 0, result.stderr
     remote = torch.tensor(eval(result.stdout.strip().splitlines()[-1]))
     assert torch.allclose(remote, expected, atol=1e-5)
@@ -173,8 +185,16 @@ print(repr(logits.tolist()))
 
 def test_a_folder_of_another_model_type_is_refused(tmp_path):
     # transformers alone only warns, then gives a random student and a zero teacher classifier.
-    config = ViTConfig(image_size=8, patch_size=4, num_channels=1, hidden_size=8, num_hidden_layers=1,
-                       num_attention_heads=2, intermediate_size=8, num_labels=3)
+    config = ViTConfig(
+        image_size=8,
+        patch_size=4,
+        num_channels=1,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=8,
+        num_labels=3,
+    )
     ViTForImageClassification(config).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match=r"holds a 'vit' model, not a GenDD model .*AutoModelForImageClassification"):
         GenDDForImageClassification.from_pretrained(tmp_path)
@@ -220,7 +240,9 @@ def test_training_records_the_target_range_used_to_clamp_the_first_step(model, m
     # Within float32 round-off of x_0 -> epsilon -> x_0 at sqrt(abar) ~ 5e-5.
     assert (features >= model.target_min - 1e-2).all() and (features <= model.target_max + 1e-2).all()
     model.sampling_config = model.sampling_config.update(clamp_first_step=False)
-    assert model.generate_features(PIXELS, **{**one_step, "generator": torch.Generator().manual_seed(0)}).abs().max() > 1e3
+    assert (
+        model.generate_features(PIXELS, **{**one_step, "generator": torch.Generator().manual_seed(0)}).abs().max() > 1e3
+    )
     model.sampling_config = model.sampling_config.update(clamp_first_step=True)
     # Only the first step of a chain is clamped.
     calls = []
@@ -288,8 +310,14 @@ def test_pipeline_answers_like_the_model_every_call_and_takes_sampling_settings(
 def test_the_image_processor_is_timms_evaluation_transform(model, tmp_path):
     from transformers import AutoImageProcessor, TimmWrapperImageProcessor
 
-    model.config.pretrained_cfg = {"input_size": (1, 24, 24), "mean": (0.4,), "std": (0.2,), "crop_pct": 0.875,
-                                   "interpolation": "bicubic", "crop_mode": "center"}
+    model.config.pretrained_cfg = {
+        "input_size": (1, 24, 24),
+        "mean": (0.4,),
+        "std": (0.2,),
+        "crop_pct": 0.875,
+        "interpolation": "bicubic",
+        "crop_mode": "center",
+    }
     model.save_pretrained(tmp_path)
     processor = AutoImageProcessor.from_pretrained(tmp_path)
     assert isinstance(processor, TimmWrapperImageProcessor)

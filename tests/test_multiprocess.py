@@ -9,23 +9,22 @@ import json
 import sys
 from pathlib import Path
 
-import datasets
 import pytest
 import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from gendd_hf.recipe import parse_recipe_args, run_recipe
-from test_recipes import QUIET, ROOT, TINY, recipe_env, run_script, teacher_args, write_recipe_data
+from gendd_hf.cli import parse_recipe_args, run_recipe
+from recipe_helpers import QUIET, ROOT, TINY, recipe_env, run_script, teacher_args, write_recipe_data
 
 
 # Saves every process's final weights and its view of the run: only process 0 writes the model folder.
-DRIVER = '''
+DRIVER = """
 import json
 import sys
 from safetensors.torch import save_file
 from transformers import TrainerCallback
-from gendd_hf.recipe import parse_recipe_args, run_recipe
+from gendd_hf.cli import parse_recipe_args, run_recipe
 
 
 class SaveWeightsOfEachProcess(TrainerCallback):
@@ -38,7 +37,7 @@ class SaveWeightsOfEachProcess(TrainerCallback):
 
 
 run_recipe(*parse_recipe_args(sys.argv[1:]), callbacks=[SaveWeightsOfEachProcess()])
-'''
+"""
 # 1e-4 is a tenth of one AdamW step at lr 1e-3; a different batch or data order moves weights by whole steps.
 TOLERANCE = 1e-4
 
@@ -46,8 +45,14 @@ TOLERANCE = 1e-4
 def run_two_processes(tmp_path: Path, args: list[str]) -> None:
     """`DRIVER` (the recipe) with `args` on two processes: `accelerate launch` with the recipes' multi-GPU config."""
     (tmp_path / "driver.py").write_text(DRIVER)
-    launch = [str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file",
-              str(ROOT / "recipes" / "accelerate_configs" / "multi_gpu.yaml"), "--num_processes", "2"]
+    launch = [
+        str(Path(sys.executable).parent / "accelerate"),
+        "launch",
+        "--config_file",
+        str(ROOT / "recipes" / "accelerate_configs" / "multi_gpu.yaml"),
+        "--num_processes",
+        "2",
+    ]
     run_script([*launch, str(tmp_path / "driver.py"), *args], recipe_env(tmp_path))
 
 
@@ -58,7 +63,8 @@ class RecordInitialWeights(TrainerCallback):
         RecordInitialWeights.weights = {name: value.detach().clone() for name, value in model.state_dict().items()}
 
 
-def test_two_processes_match_one_process_at_the_same_global_batch(tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_two_processes_match_one_process_at_the_same_global_batch(tmp_path, datasets_cache_in_tmp_path):
     """2 processes x 4 images against 1 process x 8 images per optimizer step, for 4 steps over 24 images (an epoch
     boundary included). What must match, and does: the data order (Accelerate's seeded sampler gives both runs the same
     permutation; process k takes batches k, k+2, ... of 4, so step s sees the same 8 images), the loss (each process
@@ -67,17 +73,46 @@ def test_two_processes_match_one_process_at_the_same_global_batch(tmp_path, monk
     would differ per process), and the student is `test_vit` (LayerNorm: BatchNorm would normalise with per-process
     statistics of 4 images instead of 8). What differs is the order of float32 sums in the gradient all-reduce."""
     data = write_recipe_data(tmp_path / "data")
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_datasets")
-    args = ["--dataset_name", str(data["parquet"]), "--label_column", "fine_label", "--eval_split", "test",
-            *teacher_args(data), "--student_name", "test_vit", "--student_kwargs", '{"img_size": 32}',
-            "--image_size", "32", "--token_dim", "32", "--head_width", "32", "--head_depth", "1", "--method", "kd",
-            "--no_augmentation", *QUIET, "--max_steps", "4", "--learning_rate", "1e-3", "--seed", "5", "--use_cpu"]
+    args = [
+        "--dataset_name",
+        str(data["parquet"]),
+        "--label_column",
+        "fine_label",
+        "--eval_split",
+        "test",
+        *teacher_args(data),
+        "--student_name",
+        "test_vit",
+        "--student_kwargs",
+        '{"img_size": 32}',
+        "--image_size",
+        "32",
+        "--token_dim",
+        "32",
+        "--head_width",
+        "32",
+        "--head_depth",
+        "1",
+        "--method",
+        "kd",
+        "--no_augmentation",
+        *QUIET,
+        "--max_steps",
+        "4",
+        "--learning_rate",
+        "1e-3",
+        "--seed",
+        "5",
+        "--use_cpu",
+    ]
     two = tmp_path / "two"
     run_two_processes(tmp_path, [*args, "--per_device_train_batch_size", "4", "--output_dir", str(two)])
 
     one = tmp_path / "one"
-    run_recipe(*parse_recipe_args([*args, "--per_device_train_batch_size", "8", "--output_dir", str(one)]),
-               callbacks=[RecordInitialWeights()])
+    run_recipe(
+        *parse_recipe_args([*args, "--per_device_train_batch_size", "8", "--output_dir", str(one)]),
+        callbacks=[RecordInitialWeights()],
+    )
 
     first, second = load_file(two / "process0.safetensors"), load_file(two / "process1.safetensors")
     assert first.keys() == second.keys() and all(torch.equal(first[name], second[name]) for name in first)
@@ -96,19 +131,42 @@ def test_two_processes_match_one_process_at_the_same_global_batch(tmp_path, monk
     assert {name: two_metrics[name] for name in top_k} == pytest.approx({name: one_metrics[name] for name in top_k})
 
 
-@pytest.mark.skipif(getattr(torch, "accelerator", torch.cuda).is_available(),
-                    reason="use_cpu is implied only where there is no accelerator")
+@pytest.mark.slow
+@pytest.mark.skipif(
+    getattr(torch, "accelerator", torch.cuda).is_available(),
+    reason="use_cpu is implied only where there is no accelerator",
+)
 def test_two_processes_without_use_cpu_train_as_one_run(tmp_path):
     """The command of docs/recipes.md on a machine without a GPU, `--use_cpu` left out: `GenDDTrainingArguments` sets
     it, so the two processes form one run over gloo (world size 2, one batch of 4 each per step, the same weights)
     instead of two runs of one process writing the same output_dir."""
     data = write_recipe_data(tmp_path / "data")
     out = tmp_path / "out"
-    run_two_processes(tmp_path, [
-        "--dataset_name", str(data["parquet"]), *teacher_args(data), *TINY, "--student_name", "test_vit",
-        "--student_kwargs", '{"img_size": 32}', "--method", "kd", "--no_augmentation", *QUIET, "--max_steps", "2",
-        "--per_device_train_batch_size", "4", "--eval_split", "", "--output_dir", str(out),
-    ])  # test_vit: LayerNorm, no BatchNorm statistics of each process's own images
+    run_two_processes(
+        tmp_path,
+        [
+            "--dataset_name",
+            str(data["parquet"]),
+            *teacher_args(data),
+            *TINY,
+            "--student_name",
+            "test_vit",
+            "--student_kwargs",
+            '{"img_size": 32}',
+            "--method",
+            "kd",
+            "--no_augmentation",
+            *QUIET,
+            "--max_steps",
+            "2",
+            "--per_device_train_batch_size",
+            "4",
+            "--eval_split",
+            "",
+            "--output_dir",
+            str(out),
+        ],
+    )  # test_vit: LayerNorm, no BatchNorm statistics of each process's own images
     runs = [json.loads((out / f"process{index}.json").read_text()) for index in (0, 1)]
     assert runs == [{"world_size": 2, "use_cpu": True, "global_step": 2}] * 2
     first, second = load_file(out / "process0.safetensors"), load_file(out / "process1.safetensors")

@@ -8,14 +8,13 @@ import pytest
 import torch
 from transformers import AutoModelForImageClassification
 
-from conftest import tiny_model
-from gendd_hf import GenDDForImageClassification
-from gendd_hf import one_pass
+from gendd_hf import GenDDForImageClassification, one_pass
 from gendd_hf.data import dataset_from_arrays
 from gendd_hf.image_processing import build_image_processor
 from gendd_hf.one_pass import OnePassConfig, distil_probe, fit_linear
 from gendd_hf.training_args import GenDDTrainingArguments
-from test_trainer import TRANSFORM, toy_dataset, toy_trainer
+from helpers import TRANSFORM, tiny_model, toy_dataset, toy_trainer
+
 
 PIXELS = torch.randn(40, 1, 28, 28, generator=torch.Generator().manual_seed(3))
 
@@ -106,17 +105,29 @@ def test_one_pass_command_on_a_saved_model(tmp_path, capsys):
     images = (rng.random((12, 28, 28)) * 255).astype("uint8")
     dataset_from_arrays(images).save_to_disk(str(tmp_path / "data"))  # unlabeled: one-pass needs no labels
 
-    report = one_pass.main(["--model", str(tmp_path / "model"), "--dataset", str(tmp_path / "data"),
-                            "--split", "train", "--output_dir", str(tmp_path / "one-pass"),
-                            "--export", str(tmp_path / "plain")])
+    report = one_pass.main(
+        [
+            "--model",
+            str(tmp_path / "model"),
+            "--dataset",
+            str(tmp_path / "data"),
+            "--split",
+            "train",
+            "--output_dir",
+            str(tmp_path / "one-pass"),
+            "--export",
+            str(tmp_path / "plain"),
+        ]
+    )
     assert report["num_images"] == 12 and "saved to" in capsys.readouterr().out
     saved = json.loads((tmp_path / "one-pass" / "config.json").read_text())
     assert saved["inference_path"] == "probe" and saved["one_pass"]["max_images"] is None
     fitted = GenDDForImageClassification.from_pretrained(tmp_path / "one-pass").eval()
     plain = AutoModelForImageClassification.from_pretrained(tmp_path / "plain").eval()
     processor = build_image_processor(fitted)
-    pixel_values = processor([image.convert("RGB") for image in dataset_from_arrays(images[:4])["image"]],
-                             return_tensors="pt")["pixel_values"]
+    pixel_values = processor(
+        [image.convert("RGB") for image in dataset_from_arrays(images[:4])["image"]], return_tensors="pt"
+    )["pixel_values"]
     with torch.no_grad():
         expected = fitted(pixel_values).logits  # the probe path, one forward pass
         assert torch.allclose(plain(pixel_values).logits, expected, rtol=1e-4, atol=1e-3)

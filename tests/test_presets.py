@@ -1,5 +1,5 @@
-"""gendd_hf.presets: the table of the paper's experiments, the step schedule, and every preset started through its own
-recipe script on tiny generated data, with tiny models in place of the paper's."""
+"""gendd_hf.cli.presets: the table of the paper's experiments, and every preset started through its own recipe
+script on tiny generated data, with tiny models in place of the paper's."""
 
 import functools
 import gc
@@ -15,12 +15,10 @@ import pytest
 import timm
 import torch
 from safetensors.torch import save_file
-from torch.optim.lr_scheduler import LambdaLR
 
-from gendd_hf import presets
+from gendd_hf.cli import parse_recipe_args, presets
+from gendd_hf.cli.presets import PRESETS, Preset, format_presets, get_preset, prerequisites
 from gendd_hf.data.imagenet_lt import save_imagenet_lt
-from gendd_hf.presets import PRESETS, Preset, StepDecay, format_presets, get_preset, prerequisites
-from gendd_hf.recipe import parse_recipe_args
 from gendd_hf.training_args import GenDDTrainingArguments
 
 
@@ -31,11 +29,22 @@ NUM_CLASSES = 3
 # ---- the table ------------------------------------------------------------------------------------------------------
 # Each experiment the paper reports (issue 7), with the script that runs it.
 PAPER_EXPERIMENTS = {
-    **{f"cifar100-{pair}": "train_cifar100.py" for pair in (
-        "resnet56-resnet20", "resnet110-resnet32", "resnet32x4-resnet8x4", "wrn_40_2-wrn_16_2", "wrn_40_2-wrn_40_1",
-        "vgg13-vgg8", "resnet32x4-shufflenet_v1", "wrn_40_2-shufflenet_v1", "vgg13-mobilenet_v2",
-        "resnet50-mobilenet_v2", "resnet32x4-shufflenet_v2",
-    )},
+    **{
+        f"cifar100-{pair}": "train_cifar100.py"
+        for pair in (
+            "resnet56-resnet20",
+            "resnet110-resnet32",
+            "resnet32x4-resnet8x4",
+            "wrn_40_2-wrn_16_2",
+            "wrn_40_2-wrn_40_1",
+            "vgg13-vgg8",
+            "resnet32x4-shufflenet_v1",
+            "wrn_40_2-shufflenet_v1",
+            "vgg13-mobilenet_v2",
+            "resnet50-mobilenet_v2",
+            "resnet32x4-shufflenet_v2",
+        )
+    },
     "imagenet-resnet34-resnet18": "train_imagenet.py",
     "imagenet-resnet50-mobilenetv1": "train_imagenet.py",
     "imagenet-beitv2_large-resnet50-a2": "train_imagenet.py",
@@ -69,7 +78,15 @@ def test_every_experiment_of_the_paper_has_a_preset():
     # The ablation sweeps cover the paper's ranges, with the default as the baseline preset.
     token_dim = get_preset("cc3m-unsup-resnet50-mobilenetv1").get("token_dim", 64)
     assert sorted([token_dim] + [get_preset(f"ablation-token-dim-{k}")["token_dim"] for k in presets.TOKEN_DIMS]) == [
-        16, 32, 64, 128, 256, 512, 1024, 2048]
+        16,
+        32,
+        64,
+        128,
+        256,
+        512,
+        1024,
+        2048,
+    ]
     assert PRESETS["ablation-contraction-1.0"].baseline == "imagenet-resnet34-resnet18"
     assert get_preset("ablation-contraction-0.0")["contraction"] == 0.0
 
@@ -90,7 +107,11 @@ def test_settings_of_the_paper():
     assert (unsup["method"], unsup["contraction"], unsup["streaming"]) == ("gendd_unsup", 0.0, True)
     assert unsup["max_steps"] == 100 * 5676  # 100 passes over 2,905,954 images at 512 a step
     cifar = get_preset("cifar100-resnet56-resnet20")
-    assert (cifar["learning_rate"], cifar["per_device_train_batch_size"], cifar["diffusion_batch_mul"]) == (1e-3, 64, 30)
+    assert (cifar["learning_rate"], cifar["per_device_train_batch_size"], cifar["diffusion_batch_mul"]) == (
+        1e-3,
+        64,
+        30,
+    )
     assert cifar["teacher_checkpoint"] == "outputs/cifar100-ce-resnet56/model.safetensors"
     teacher = get_preset("cifar100-ce-resnet56")
     assert (teacher["optim"], teacher["learning_rate"], teacher["weight_decay"]) == ("sgd", 0.05, 5e-4)
@@ -156,50 +177,6 @@ def test_docs_reproduction_table_is_the_generated_one():
 
 
 # ---- the step schedule ----------------------------------------------------------------------------------------------
-def test_step_decay_hand_computed():
-    # One step per epoch over 240 epochs, x0.1 at 150, 180, 210.
-    decay = StepDecay(num_training_steps=240, num_train_epochs=240, lr_decay_epochs=(150, 180, 210))
-    assert [decay(step) for step in (0, 149, 150, 179, 180, 209, 210, 239)] == pytest.approx(
-        [1, 1, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
-    # Two steps per epoch, 10 warm-up steps, rate 0.5: step 5 is half-way up, step 300 is epoch 150.
-    decay = StepDecay(480, 240, (150,), lr_decay_rate=0.5, num_warmup_steps=10)
-    assert [decay(step) for step in (0, 5, 10, 299, 300)] == pytest.approx([0, 0.5, 1, 1, 0.5])
-
-
-def scheduler_args(tmp_path, **overrides):
-    kwargs = dict(output_dir=str(tmp_path), num_train_epochs=4, lr_scheduler_type="constant_with_warmup",
-                  lr_scheduler_kwargs='{"lr_decay_epochs": [2, 3]}', warmup_steps=2, use_cpu=True, report_to="none")
-    return GenDDTrainingArguments(**{**kwargs, **overrides})
-
-
-def test_step_decay_scheduler_from_training_arguments(tmp_path):
-    parameter = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.SGD([parameter], lr=1.0)
-    scheduler = presets.step_decay_scheduler(scheduler_args(tmp_path), optimizer, num_training_steps=8)
-    learning_rates = []
-    for _ in range(8):
-        learning_rates.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    assert learning_rates == pytest.approx([0, 0.5, 1, 1, 0.1, 0.1, 0.01, 0.01])
-
-    # A checkpointed scheduler resumes where it stopped.
-    resumed = LambdaLR(torch.optim.SGD([parameter], lr=1.0), StepDecay(1, 1, ()))
-    resumed.load_state_dict(scheduler.state_dict())
-    assert resumed.lr_lambdas[0] == scheduler.lr_lambdas[0]
-    assert resumed.last_epoch == 8
-
-
-def test_step_decay_scheduler_only_for_its_arguments(tmp_path):
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    assert presets.step_decay_scheduler(scheduler_args(tmp_path, lr_scheduler_kwargs="{}"), optimizer, 8) is None
-    with pytest.raises(ValueError, match="use --lr_scheduler_type constant_with_warmup"):
-        presets.step_decay_scheduler(scheduler_args(tmp_path, lr_scheduler_type="cosine"), optimizer, 8)
-    bad = scheduler_args(tmp_path, lr_scheduler_kwargs='{"lr_decay_epochs": [2], "gamma": 0.5}')
-    with pytest.raises(ValueError, match="not \\['gamma'\\]"):
-        presets.step_decay_scheduler(bad, optimizer, 8)
-
-
 def test_kd_cifar_learning_rate():
     assert presets.kd_cifar_learning_rate("resnet56") == 0.05
     assert presets.kd_cifar_learning_rate("wrn_40_2") == 0.05
@@ -235,8 +212,10 @@ class Workspace:
                     PIL.Image.fromarray(pixels).save(self.images / split / f"class_{label}" / f"{index}.png")
         # ImageNet-LT: split files over the same images, turned into the dataset folder the LT presets read.
         for split, folder in (("train", "train"), ("val", "test"), ("test", "test")):
-            lines = [f"{path.relative_to(self.images)} {path.parent.name[-1]}"
-                     for path in sorted((self.images / folder).rglob("*.png"))]
+            lines = [
+                f"{path.relative_to(self.images)} {path.parent.name[-1]}"
+                for path in sorted((self.images / folder).rglob("*.png"))
+            ]
             (self.images / f"ImageNet_LT_{split}.txt").write_text("\n".join(lines))
         self.imagenet_lt = root / "imagenet_lt"
         save_imagenet_lt(self.images, self.imagenet_lt, num_classes=NUM_CLASSES)
@@ -256,12 +235,25 @@ class Workspace:
 
     def tiny_flags(self, preset: Preset) -> dict[str, object]:
         overrides = preset.overrides
-        data = self.imagenet_lt if overrides["dataset_name"] == presets.IMAGENET_LT_DATA["dataset_name"] else self.images
+        data = (
+            self.imagenet_lt if overrides["dataset_name"] == presets.IMAGENET_LT_DATA["dataset_name"] else self.images
+        )
         flags = {
-            "dataset_name": data, "image_column": "image", "label_column": "label", "eval_split": "test",
-            "image_size": 32, "per_device_train_batch_size": 4, "per_device_eval_batch_size": 8, "max_steps": 2,
-            "output_dir": self.output_dir(preset.name), "logging_steps": 1, "eval_strategy": "no",
-            "save_strategy": "no", "dataloader_num_workers": 0, "use_cpu": "true", "report_to": "none",
+            "dataset_name": data,
+            "image_column": "image",
+            "label_column": "label",
+            "eval_split": "test",
+            "image_size": 32,
+            "per_device_train_batch_size": 4,
+            "per_device_eval_batch_size": 8,
+            "max_steps": 2,
+            "output_dir": self.output_dir(preset.name),
+            "logging_steps": 1,
+            "eval_strategy": "no",
+            "save_strategy": "no",
+            "dataloader_num_workers": 0,
+            "use_cpu": "true",
+            "report_to": "none",
             "disable_tqdm": "true",
         }
         if "eval_dataset_name" in overrides:
@@ -270,9 +262,15 @@ class Workspace:
             return {**flags, "teacher_name": "test_resnet"}
         feature_dim = teacher_feature_dim(overrides["teacher_name"])
         flags.update(
-            teacher_name="resnet26", teacher_kwargs=json.dumps(tiny_teacher_kwargs(feature_dim)),
-            teacher_checkpoint=self.teacher(feature_dim), student_name="test_resnet", head_width=16, head_depth=1,
-            diffusion_batch_mul=1, num_inference_steps=2, num_samples=1,
+            teacher_name="resnet26",
+            teacher_kwargs=json.dumps(tiny_teacher_kwargs(feature_dim)),
+            teacher_checkpoint=self.teacher(feature_dim),
+            student_name="test_resnet",
+            head_width=16,
+            head_depth=1,
+            diffusion_batch_mul=1,
+            num_inference_steps=2,
+            num_samples=1,
         )
         if "init_from" in overrides:
             flags["init_from"] = self.output_dir(prerequisites(preset.name)[-1])

@@ -13,7 +13,7 @@ from transformers import ProgressCallback
 
 from gendd_hf.callbacks import LogProgressCallback
 from gendd_hf.progress import LogProgress, progress_bar, quiet_library_bars_in_log_files
-from test_trainer import toy_trainer
+from helpers import toy_trainer
 
 
 class Terminal(io.StringIO):
@@ -73,9 +73,9 @@ def test_the_trainer_writes_progress_lines_when_stderr_is_not_a_terminal(tmp_pat
     trainer.evaluate()  # 10 images in 3 batches (the sampled and the probe path of each); the first is not timed
     captured = capsys.readouterr()
     progress = lines_of(captured.err)
-    assert [line.split(" in ")[0] for line in progress] == [f"train: {step}/20 step ({5 * step}%)"
-                                                            for step in (2, 4, 6, 8, 10, 12, 14, 16, 18, 20)] + [
-        "evaluate: 2/3 batch (67%)", "evaluate: 3/3 batch (100%)"]
+    assert [line.split(" in ")[0] for line in progress] == [
+        f"train: {step}/20 step ({5 * step}%)" for step in (2, 4, 6, 8, 10, 12, 14, 16, 18, 20)
+    ] + ["evaluate: 2/3 batch (67%)", "evaluate: 3/3 batch (100%)"]
     assert all(len(line) < 100 for line in progress)
     logs = lines_of(captured.out)  # the Trainer's logs, one line each
     assert sum("'loss'" in line for line in logs) == 2 and any("'train_runtime'" in line for line in logs)
@@ -87,8 +87,11 @@ def test_the_libraries_own_bars_are_off_in_a_log_file(monkeypatch, terminal):
         monkeypatch.setattr("sys.stderr", Terminal())
     try:
         quiet_library_bars_in_log_files()
-        states = (datasets.is_progress_bar_enabled(), huggingface_hub.utils.are_progress_bars_disabled(),
-                  transformers.utils.logging.is_progress_bar_enabled())
+        states = (
+            datasets.is_progress_bar_enabled(),
+            huggingface_hub.utils.are_progress_bars_disabled(),
+            transformers.utils.logging.is_progress_bar_enabled(),
+        )
         assert states == (terminal, not terminal, terminal)  # enabled, disabled, enabled on a terminal
     finally:
         datasets.enable_progress_bars()

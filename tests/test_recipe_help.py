@@ -1,5 +1,5 @@
-"""`--help` of the training recipes: GenDD's own flags first, printed without importing torch; `--help-all` lists every
-flag after them.
+"""`--help` of the training recipes: GenDD's own flags first, then every other flag, printed without importing torch;
+with `--recipe` / `--preset`, with their defaults.
 
 The scripts print `recipes/help/<script>.txt`, which must be `format_recipe_help`'s text for their defaults:
 `GENDD_HF_UPDATE_HELP=1 pytest tests/test_recipe_help.py` rewrites the files after a change of flags or defaults.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gendd_hf.recipe import IMAGENET_RECIPES, format_recipe_help, parse_recipe_args, recipe_parser
+from gendd_hf.cli import IMAGENET_RECIPES, format_recipe_help, parse_recipe_args, recipe_parser
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,8 +26,20 @@ SCRIPTS = {  # script -> its --recipe choices
     "train_teacher.py": None,
 }
 # In the order of the help: method and stage, teacher, student and head, sampling, data.
-GENDD_FLAGS = ["--preset", "--method", "--stage", "--teacher_name", "--teacher_checkpoint", "--student_name",
-               "--token_dim", "--head_width", "--contraction", "--sampler", "--num_inference_steps", "--dataset_name"]
+GENDD_FLAGS = [
+    "--preset",
+    "--method",
+    "--stage",
+    "--teacher_name",
+    "--teacher_checkpoint",
+    "--student_name",
+    "--token_dim",
+    "--head_width",
+    "--contraction",
+    "--sampler",
+    "--num_inference_steps",
+    "--dataset_name",
+]
 # Generous, for a loaded 2-core machine: the help itself takes about 0.1 s, importing torch alone 2 s or more.
 HELP_SECONDS = 15
 
@@ -50,28 +62,42 @@ def test_the_stored_help_is_the_recipes_help(script):
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_help_leads_with_the_gendd_flags_and_imports_no_torch(script):
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-X", "importtime", str(RECIPES / script), "--help"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", str(RECIPES / script), "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     seconds = time.perf_counter() - start
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout == (RECIPES / "help" / f"{Path(script).stem}.txt").read_text()
     positions = [result.stdout.index(f"\n  {flag} ") for flag in GENDD_FLAGS]
     assert positions == sorted(positions)
-    assert "--learning_rate LEARNING_RATE" not in result.stdout and "--help-all" in result.stdout
+    rest = result.stdout.index("\ntraining (transformers' TrainingArguments")
+    assert positions[-1] < rest < result.stdout.index("\n  --learning_rate LEARNING_RATE ")
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
     assert not imported & {"torch", "transformers", "timm", "datasets", "gendd_hf"}
     assert seconds < HELP_SECONDS, seconds
 
 
-def test_help_all_lists_every_flag_after_the_gendd_ones_with_the_layered_defaults(capsys):
+def test_help_lists_every_flag_once_with_the_layered_defaults(capsys):
     defaults = runpy.run_path(str(RECIPES / "train_imagenet.py"))["DEFAULTS"]
     with pytest.raises(SystemExit) as exit_info:
-        parse_recipe_args(["--recipe", "a1", "--help-all"], defaults, IMAGENET_RECIPES, script="train_imagenet.py")
+        parse_recipe_args(["--recipe", "a1", "--help"], defaults, IMAGENET_RECIPES, script="train_imagenet.py")
     text = capsys.readouterr().out
     assert exit_info.value.code == 0
-    gendd, rest = text.split("\nusage: ", 1)  # the GenDD section, then the parser's whole help
+    parser = recipe_parser(defaults, IMAGENET_RECIPES)
+    for action in parser._actions:
+        if action.dest != "help":
+            assert text.count(f"\n  {action.option_strings[0]} ") == 1, action.option_strings[0]
+    gendd, rest = text.split("\nother recipe flags", 1)
     assert all(f"\n  {flag} " in gendd for flag in GENDD_FLAGS) and "--learning_rate" not in gendd
-    for flag, default in (("--learning_rate", "0.002"), ("--mixup_alpha", "0.2"), ("--num_train_epochs", "600"),
-                          ("--dataloader_num_workers", "8")):  # the script's, then --recipe a1's
+    for flag, default in (
+        ("--learning_rate", "0.002"),
+        ("--mixup_alpha", "0.2"),
+        ("--num_train_epochs", "600"),
+        ("--dataloader_num_workers", "8"),
+    ):  # the script's, then --recipe a1's
         entry = rest.split(f"\n  {flag} ", 1)[1].split("\n  --", 1)[0]
         assert f"(default: {default})" in " ".join(entry.split()), (flag, entry)

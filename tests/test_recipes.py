@@ -7,28 +7,22 @@ class), with a `test_resnet` teacher saved as safetensors. The ImageNet recipe p
 (`test_hub_push.py::test_push_to_real_hub` covers them against the real Hub when credentials are set).
 """
 
-import io
 import json
 import os
 import runpy
-import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
-import datasets
 import numpy as np
 import pytest
 import timm
 import torch
-from datasets import ClassLabel, Dataset, Features, Image, Value
-from PIL import Image as PILImage
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from transformers import AutoModelForImageClassification, TrainerCallback, pipeline
 
-from gendd_hf.hub import PUSHED_FILES
+from gendd_hf.cli import parse_recipe_args, run_recipe
 from gendd_hf.data import load_image_dataset
-from gendd_hf.recipe import parse_recipe_args, recipe_data_config, run_recipe
+from gendd_hf.hub import PUSHED_FILES
 from gendd_hf.teacher import TimmTeacher
 from gendd_hf.teacher_outputs import (
     TeacherOutputsMismatchError,
@@ -37,84 +31,24 @@ from gendd_hf.teacher_outputs import (
     finalize_teacher_outputs,
     precompute_teacher_outputs,
 )
-from hub_server import FAKE_TOKEN, fake_hub, serve_fake_hub  # noqa: F401  (fake_hub is a fixture)
+from hub_server import FAKE_TOKEN, serve_fake_hub
+from recipe_helpers import (
+    NAMES,
+    QUIET,
+    RECIPES,
+    SIZE,
+    TINY,
+    band_image,
+    recipe_env,
+    run_script,
+    teacher_args,
+    write_recipe_data,
+)
 
 
-ROOT = Path(__file__).resolve().parents[1]
-RECIPES = ROOT / "recipes"
-NAMES = ["bee", "cat", "dog", "elk", "fox", "owl"]  # sorted, as imagefolder numbers its classes
-SIZE = 32
 IMAGENET_DEFAULTS = runpy.run_path(str(RECIPES / "train_imagenet.py"))["DEFAULTS"]
 CIFAR_DEFAULTS = runpy.run_path(str(RECIPES / "train_cifar100.py"))["DEFAULTS"]
-# A tiny GenDD model and a short, quiet run.
-TINY = ["--student_name", "test_resnet", "--image_size", str(SIZE), "--token_dim", "32", "--head_width", "32",
-        "--head_depth", "1", "--diffusion_batch_mul", "2", "--num_inference_steps", "4", "--num_samples", "1"]
-QUIET = ["--report_to", "none", "--disable_tqdm", "true", "--dataloader_num_workers", "0", "--logging_steps", "1",
-         "--per_device_eval_batch_size", "4", "--eval_strategy", "no", "--save_strategy", "no"]
-
-
-# ---- data -----------------------------------------------------------------------------------------------------------
-def band_image(label: int, rng: np.random.Generator) -> PILImage.Image:
-    pixels = rng.integers(0, 60, (SIZE, SIZE, 3)).astype(np.uint8)
-    pixels[5 * label : 5 * label + 5] += 150
-    return PILImage.fromarray(pixels)
-
-
-def write_recipe_data(root: Path) -> dict[str, Path]:
-    """Tiny datasets in every layout the recipes read, and teachers as safetensors; returns their paths."""
-    rng = np.random.default_rng(0)
-    paths = {name: root / name for name in ("imagefolder", "parquet", "parquet_int", "wds")}
-    for split, per_class in (("train", 4), ("validation", 2)):
-        for i in range(per_class * len(NAMES)):
-            folder = paths["imagefolder"] / split / NAMES[i % len(NAMES)]
-            folder.mkdir(parents=True, exist_ok=True)
-            band_image(i % len(NAMES), rng).save(folder / f"{i}.png")
-    for split, per_class in (("train", 4), ("test", 2)):
-        labels = [i % len(NAMES) for i in range(per_class * len(NAMES))]
-        images = [band_image(label, rng) for label in labels]
-        features = Features(img=Image(), fine_label=ClassLabel(names=NAMES))
-        paths["parquet"].mkdir(exist_ok=True)
-        Dataset.from_dict({"img": images, "fine_label": labels}, features).to_parquet(paths["parquet"] / f"{split}.parquet")
-        if split == "train":  # plain integer labels, without class names or count
-            paths["parquet_int"].mkdir(exist_ok=True)
-            Dataset.from_dict({"image": images, "label": labels}, Features(image=Image(), label=Value("int64"))
-                              ).to_parquet(paths["parquet_int"] / "train.parquet")
-    paths["wds"].mkdir()
-    for shard in range(2):  # unlabeled, like CC3M: an image and a caption per example
-        with tarfile.open(paths["wds"] / f"train-{shard:05d}.tar", "w") as tar:
-            for i in range(12):
-                buffer = io.BytesIO()
-                band_image(i % len(NAMES), rng).save(buffer, format="JPEG")
-                for extension, payload in (("jpg", buffer.getvalue()), ("txt", f"caption {i}".encode())):
-                    info = tarfile.TarInfo(f"{shard}_{i:04d}.{extension}")
-                    info.size = len(payload)
-                    tar.addfile(info, io.BytesIO(payload))
-    for name, model, classes in (("teacher", "test_resnet", 6), ("teacher4", "test_resnet", 4),
-                                 ("cifar_teacher", "cifar_resnet20", 6)):
-        torch.manual_seed(1)
-        paths[name] = root / f"{name}.safetensors"
-        save_file(timm.create_model(model, num_classes=classes).state_dict(), paths[name])
-    return paths
-
-
-def teacher_args(data: dict[str, Path], name: str = "teacher", model: str = "test_resnet", classes: int = 6):
-    return ["--teacher_name", model, "--teacher_checkpoint", str(data[name]),
-            "--teacher_kwargs", json.dumps({"num_classes": classes})]
-
-
-def recipe_env(tmp: Path, **overrides: str) -> dict[str, str]:
-    """The environment of a recipe subprocess: offline, one thread, caches and configs under `tmp`."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-           "HF_HOME": str(tmp / "hf_home"), "HF_DATASETS_CACHE": str(tmp / "hf_datasets")}
-    env.update(overrides)
-    return {name: value for name, value in env.items() if value is not None}
-
-
-def run_script(command: list[str], env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(command[:3])} failed:\n{result.stderr[-4000:]}")
-    return result
+pytestmark = pytest.mark.usefixtures("datasets_cache_in_tmp_path")  # conftest.py
 
 
 def python(script: str, *args: str) -> list[str]:
@@ -124,11 +58,6 @@ def python(script: str, *args: str) -> list[str]:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return write_recipe_data(tmp_path_factory.mktemp("recipe_data"))
-
-
-@pytest.fixture(autouse=True)
-def datasets_cache_in_tmp_path(tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_datasets")
 
 
 def read_json(path: Path) -> dict:
@@ -142,8 +71,25 @@ def same_weights(folder_a: Path, folder_b: Path) -> bool:
 
 # ---- ImageNet recipe: imagefolder, A2 (RandAugment, mixup, cutmix), checkpoints, push -------------------------------
 # Deterministic kernels, so that the resumed run can be compared bit for bit on a GPU too.
-IMAGENET_RUN = [*TINY, *QUIET, "--recipe", "a2", "--max_steps", "8", "--per_device_train_batch_size", "7",
-                "--save_strategy", "steps", "--save_steps", "4", "--seed", "3", "--full_determinism", "true"]
+# The tests of this run are marked slow: the run, in a subprocess, takes ~10 s on 2 CPU cores.
+IMAGENET_RUN = [
+    *TINY,
+    *QUIET,
+    "--recipe",
+    "a2",
+    "--max_steps",
+    "8",
+    "--per_device_train_batch_size",
+    "7",
+    "--save_strategy",
+    "steps",
+    "--save_steps",
+    "4",
+    "--seed",
+    "3",
+    "--full_determinism",
+    "true",
+]
 
 
 @pytest.fixture(scope="module")
@@ -152,26 +98,54 @@ def imagenet_run(data, tmp_path_factory):
     odd batch for mixup), checkpoints every 4 steps, pushed to a fake Hub. Returns the output folder and the Hub."""
     tmp = tmp_path_factory.mktemp("imagenet")
     with serve_fake_hub() as hub:
-        env = recipe_env(tmp, HF_HUB_OFFLINE=None, TRANSFORMERS_OFFLINE=None, HF_ENDPOINT=hub.endpoint,
-                         HF_TOKEN=FAKE_TOKEN)
-        run_script(python("train_imagenet.py", "--dataset_name", str(data["imagefolder"]), *teacher_args(data),
-                          *IMAGENET_RUN, "--output_dir", str(tmp / "out"),
-                          "--push_to_hub", "--hub_model_id", "gendd/recipe-test"), env)
+        env = recipe_env(
+            tmp, HF_HUB_OFFLINE=None, TRANSFORMERS_OFFLINE=None, HF_ENDPOINT=hub.endpoint, HF_TOKEN=FAKE_TOKEN
+        )
+        run_script(
+            python(
+                "train_imagenet.py",
+                "--dataset_name",
+                str(data["imagefolder"]),
+                *teacher_args(data),
+                *IMAGENET_RUN,
+                "--output_dir",
+                str(tmp / "out"),
+                "--push_to_hub",
+                "--hub_model_id",
+                "gendd/recipe-test",
+            ),
+            env,
+        )
     return {"output_dir": tmp / "out", "hub": hub, "tmp": tmp}
 
 
+@pytest.mark.slow
 def test_imagenet_recipe_saves_a_loadable_folder_with_its_model_card(imagenet_run):
     out = imagenet_run["output_dir"]
-    assert {"model.safetensors", "config.json", "modeling_gendd.py", "sampling_config.json", "README.md",
-            "eval_results.json", "checkpoint-4", "checkpoint-8"} <= set(os.listdir(out))
+    assert {
+        "model.safetensors",
+        "config.json",
+        "modeling_gendd.py",
+        "sampling_config.json",
+        "README.md",
+        "eval_results.json",
+        "checkpoint-4",
+        "checkpoint-8",
+    } <= set(os.listdir(out))
     assert "sampling_config.json" in os.listdir(out / "checkpoint-4")
     config = read_json(out / "config.json")
     # Sized by the teacher (96-d feature, 6 classes), names from the imagefolder, A2 turns feature mixup off.
     assert config["teacher_feature_dim"] == 96 and config["id2label"] == {str(i): n for i, n in enumerate(NAMES)}
     assert config["feature_mixup_beta"] == 0.0 and config["contraction"] == 0.9
     # The evaluation transform, which is also the image processor's config.
-    assert config["pretrained_cfg"] == {"input_size": [3, SIZE, SIZE], "interpolation": "bilinear",
-                                        "mean": [0.5] * 3, "std": [0.5] * 3, "crop_pct": 0.95, "crop_mode": "center"}
+    assert config["pretrained_cfg"] == {
+        "input_size": [3, SIZE, SIZE],
+        "interpolation": "bilinear",
+        "mean": [0.5] * 3,
+        "std": [0.5] * 3,
+        "crop_pct": 0.95,
+        "crop_mode": "center",
+    }
     assert config["image_processor_type"] == "TimmWrapperImageProcessor"
 
     metrics = read_json(out / "eval_results.json")
@@ -182,9 +156,14 @@ def test_imagenet_recipe_saves_a_loadable_folder_with_its_model_card(imagenet_ru
         "**Student backbone** (timm): `test_resnet`",
         "**Training data**: `imagefolder` (local files, not on the Hub), split `train`\n",
         "**Evaluation data**: `imagefolder` (local files, not on the Hub), split `validation`",
-        "**Training method**: `gendd`", "**lambda = 0.9**",
-        "tokens of 32 dimensions", "| GenDD optimizer steps | 8 |", "| learning rate | 0.002 (cosine schedule) |",
-        "| batch size | 7 |", "8 optimizer steps", "Augmentation `a2`, mixup 0.1, cutmix 1.0",
+        "**Training method**: `gendd`",
+        "**lambda = 0.9**",
+        "tokens of 32 dimensions",
+        "| GenDD optimizer steps | 8 |",
+        "| learning rate | 0.002 (cosine schedule) |",
+        "| batch size | 7 |",
+        "8 optimizer steps",
+        "Augmentation `a2`, mixup 0.1, cutmix 1.0",
         f"diffusion head | {100 * metrics['eval_sampled_top1']:.2f} | {100 * metrics['eval_sampled_top5']:.2f} |",
         f"no sampling) | {100 * metrics['eval_probe_top1']:.2f} | {100 * metrics['eval_probe_top5']:.2f} |",
         'from_pretrained("gendd/recipe-test")',
@@ -198,16 +177,28 @@ def test_imagenet_recipe_saves_a_loadable_folder_with_its_model_card(imagenet_ru
     assert model.config.inference_path == "sampled"
 
 
+@pytest.mark.slow
 def test_push_sends_the_final_folder_without_pickles_or_checkpoints(imagenet_run):
     out, hub = imagenet_run["output_dir"], imagenet_run["hub"]
     repo = hub.repo("gendd/recipe-test")
-    local = {path.name: path.read_bytes() for path in out.iterdir()
-             if path.is_file() and any(path.match(pattern) for pattern in PUSHED_FILES)}
+    local = {
+        path.name: path.read_bytes()
+        for path in out.iterdir()
+        if path.is_file() and any(path.match(pattern) for pattern in PUSHED_FILES)
+    }
     assert repo.files == local  # byte for byte, as regular (non-LFS) uploads
-    assert {"model.safetensors", "config.json", "configuration_gendd.py", "modeling_gendd.py",
-            "sampling_config.json", "README.md", "eval_results.json"} <= set(repo.files)
-    assert "training_args.bin" in os.listdir(out) and not any(name.endswith((".bin", ".pt", ".pth"))
-                                                              or "/" in name for name in repo.files)
+    assert {
+        "model.safetensors",
+        "config.json",
+        "configuration_gendd.py",
+        "modeling_gendd.py",
+        "sampling_config.json",
+        "README.md",
+        "eval_results.json",
+    } <= set(repo.files)
+    assert "training_args.bin" in os.listdir(out) and not any(
+        name.endswith((".bin", ".pt", ".pth")) or "/" in name for name in repo.files
+    )
     # The Trainer's pushes (hub_strategy every_save: the model folder at each checkpoint), then the final one.
     summaries = [commit["summary"] for commit in repo.commits]
     assert summaries[0] == "Training in progress, step 4" and summaries[-1] == "GenDD gendd: end of training"
@@ -215,25 +206,54 @@ def test_push_sends_the_final_folder_without_pickles_or_checkpoints(imagenet_run
     assert hub.unhandled == []
 
 
+@pytest.mark.slow
 def test_resume_from_a_recipe_checkpoint_ends_with_the_same_weights(imagenet_run, data, tmp_path):
     """Resumed at the end of an epoch (step 4 of 8), the run ends bit-identical to the uninterrupted one: RandAugment,
     mixup/cutmix and GenDD's noise all restart from the checkpoint's RNG states. (A checkpoint in the middle of an
     epoch resumes correctly too, but not bit-identically: the data loader draws the next batch's augmentation before
     the checkpoint is written.)"""
     out = imagenet_run["output_dir"]
-    run_script(python("train_imagenet.py", "--dataset_name", str(data["imagefolder"]), *teacher_args(data),
-                      *IMAGENET_RUN, "--output_dir", str(tmp_path / "resumed"),
-                      "--resume_from_checkpoint", str(out / "checkpoint-4")), recipe_env(tmp_path))
+    run_script(
+        python(
+            "train_imagenet.py",
+            "--dataset_name",
+            str(data["imagefolder"]),
+            *teacher_args(data),
+            *IMAGENET_RUN,
+            "--output_dir",
+            str(tmp_path / "resumed"),
+            "--resume_from_checkpoint",
+            str(out / "checkpoint-4"),
+        ),
+        recipe_env(tmp_path),
+    )
     assert same_weights(out, tmp_path / "resumed")
-    assert read_json(tmp_path / "resumed" / "eval_results.json")["eval_sampled_top1"] == read_json(
-        out / "eval_results.json")["eval_sampled_top1"]
+    assert (
+        read_json(tmp_path / "resumed" / "eval_results.json")["eval_sampled_top1"]
+        == read_json(out / "eval_results.json")["eval_sampled_top1"]
+    )
 
 
+@pytest.mark.slow
 def test_evaluate_model_recipe_scores_the_folder_as_training_did(imagenet_run, data, tmp_path):
     out = imagenet_run["output_dir"]
-    run_script(python("evaluate_model.py", "--model_name_or_path", str(out), "--dataset_name",
-                      str(data["imagefolder"]), "--output_dir", str(tmp_path / "eval"), *QUIET[:6],
-                      "--per_device_eval_batch_size", "4", "--shot_metrics_split", "train"), recipe_env(tmp_path))
+    run_script(
+        python(
+            "evaluate_model.py",
+            "--model_name_or_path",
+            str(out),
+            "--dataset_name",
+            str(data["imagefolder"]),
+            "--output_dir",
+            str(tmp_path / "eval"),
+            *QUIET[:6],
+            "--per_device_eval_batch_size",
+            "4",
+            "--shot_metrics_split",
+            "train",
+        ),
+        recipe_env(tmp_path),
+    )
     scores = read_json(tmp_path / "eval" / "eval_results.json")
     trained = read_json(out / "eval_results.json")
     names = ["eval_sampled_top1", "eval_sampled_top5", "eval_probe_top1", "eval_probe_top5"]
@@ -249,14 +269,41 @@ def test_evaluate_model_recipe_scores_the_folder_as_training_did(imagenet_run, d
 
 
 # ---- CIFAR-100 recipe: parquet, under accelerate launch -------------------------------------------------------------
+@pytest.mark.slow
 def test_cifar100_recipe_trains_kd_on_parquet_under_accelerate_launch(data, tmp_path):
     out = tmp_path / "out"
-    launch = [str(Path(sys.executable).parent / "accelerate"), "launch", "--num_processes", "1", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no"]
-    run_script([*launch, str(RECIPES / "train_cifar100.py"), "--dataset_name", str(data["parquet"]),
-                *teacher_args(data, "cifar_teacher", "cifar_resnet20"), "--method", "kd", *TINY[2:],
-                "--max_steps", "3", "--per_device_train_batch_size", "8", *QUIET, "--output_dir", str(out)],
-               recipe_env(tmp_path))
+    launch = [
+        str(Path(sys.executable).parent / "accelerate"),
+        "launch",
+        "--num_processes",
+        "1",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
+    run_script(
+        [
+            *launch,
+            str(RECIPES / "train_cifar100.py"),
+            "--dataset_name",
+            str(data["parquet"]),
+            *teacher_args(data, "cifar_teacher", "cifar_resnet20"),
+            "--method",
+            "kd",
+            *TINY[2:],
+            "--max_steps",
+            "3",
+            "--per_device_train_batch_size",
+            "8",
+            *QUIET,
+            "--output_dir",
+            str(out),
+        ],
+        recipe_env(tmp_path),
+    )
     metrics = read_json(out / "eval_results.json")
     assert {name for name in metrics if "top" in name} == {"eval_probe_top1", "eval_probe_top5"}
     config = read_json(out / "config.json")
@@ -271,10 +318,27 @@ def test_cifar100_recipe_trains_kd_on_parquet_under_accelerate_launch(data, tmp_
 # ---- unsupervised recipe: streamed webdataset shards, labelled evaluation set ---------------------------------------
 def test_cc3m_recipe_streams_unlabeled_shards_and_evaluates_on_labeled_data(data, tmp_path):
     out = tmp_path / "out"
-    run_script(python("train_cc3m_unsupervised.py", "--dataset_name", str(data["wds"]),
-                      "--eval_dataset_name", str(data["imagefolder"]), *teacher_args(data), *TINY,
-                      "--max_steps", "4", "--per_device_train_batch_size", "8", "--shuffle_buffer_size", "8",
-                      *QUIET, "--output_dir", str(out)), recipe_env(tmp_path))
+    run_script(
+        python(
+            "train_cc3m_unsupervised.py",
+            "--dataset_name",
+            str(data["wds"]),
+            "--eval_dataset_name",
+            str(data["imagefolder"]),
+            *teacher_args(data),
+            *TINY,
+            "--max_steps",
+            "4",
+            "--per_device_train_batch_size",
+            "8",
+            "--shuffle_buffer_size",
+            "8",
+            *QUIET,
+            "--output_dir",
+            str(out),
+        ),
+        recipe_env(tmp_path),
+    )
     metrics = read_json(out / "eval_results.json")
     assert {"eval_sampled_top1", "eval_probe_top1", "eval_loss"} <= set(metrics)
     config = read_json(out / "config.json")
@@ -283,23 +347,30 @@ def test_cc3m_recipe_streams_unlabeled_shards_and_evaluates_on_labeled_data(data
     assert "**Training method**: `gendd_unsup` (GenDD without labels)" in card
     assert "**lambda = 0.0** (unsupervised: no labels)" in card and "4 optimizer steps" in card
     # The training data is named (streamed, unlabelled), apart from the evaluation data; local paths are not links.
-    assert ("**Training data**: `wds` (local files, not on the Hub), split `train`, streamed, used without its "
-            "labels") in card
+    assert (
+        "**Training data**: `wds` (local files, not on the Hub), split `train`, streamed, used without its labels"
+    ) in card
     assert "**Evaluation data**: `imagefolder` (local files, not on the Hub), split `validation`" in card
     assert "| GenDD optimizer steps | 4 |" in card and "huggingface.co/datasets" not in card
 
 
 # ---- arguments ------------------------------------------------------------------------------------------------------
 def test_defaults_are_layered_script_recipe_preset_then_command_line(capsys):
-    args, training_args = parse_recipe_args(["--output_dir", "x", "--recipe", "a1", "--cutmix_alpha", "0.5"],
-                                            IMAGENET_DEFAULTS, {"regular": {}, "a1": {"mixup_alpha": 0.2,
-                                                                                      "cutmix_alpha": 1.0}})
-    assert (args.dataset_name, args.teacher_name, training_args.learning_rate) == ("imagenet-1k", "resnet34.tv_in1k",
-                                                                                   2e-3)
+    args, training_args = parse_recipe_args(
+        ["--output_dir", "x", "--recipe", "a1", "--cutmix_alpha", "0.5"],
+        IMAGENET_DEFAULTS,
+        {"regular": {}, "a1": {"mixup_alpha": 0.2, "cutmix_alpha": 1.0}},
+    )
+    assert (args.dataset_name, args.teacher_name, training_args.learning_rate) == (
+        "imagenet-1k",
+        "resnet34.tv_in1k",
+        2e-3,
+    )
     assert (args.mixup_alpha, args.cutmix_alpha) == (0.2, 0.5)  # the recipe's, then the command line's
 
     args, training_args = parse_recipe_args(
-        ["--preset", "cifar100-resnet56-resnet20", "--learning_rate", "0.5"], CIFAR_DEFAULTS,
+        ["--preset", "cifar100-resnet56-resnet20", "--learning_rate", "0.5"],
+        CIFAR_DEFAULTS,
         script="train_cifar100.py",
     )
     assert (args.teacher_name, args.student_name) == ("cifar_resnet56", "cifar_resnet20")
@@ -317,12 +388,13 @@ def test_defaults_are_layered_script_recipe_preset_then_command_line(capsys):
 def test_data_config_follows_the_teacher():
     torch.manual_seed(0)
     gray = TimmTeacher(timm.create_model("test_resnet", in_chans=1, num_classes=3))
-    config = recipe_data_config(gray, image_size=28)
+    config = gray.data_config(image_size=28)
     # timm reports 3-channel values for a 1-channel model; the recipe uses one channel.
     assert config["input_size"] == (1, 28, 28) and config["mean"] == (0.5,) and config["std"] == (0.5,)
-    assert recipe_data_config(TimmTeacher(timm.create_model("test_resnet")))["input_size"] == (3, 160, 160)
+    assert TimmTeacher(timm.create_model("test_resnet")).data_config()["input_size"] == (3, 160, 160)
 
 
+@pytest.mark.slow
 def test_the_pipeline_on_the_saved_folder_reproduces_the_recipes_evaluation_exactly(imagenet_run, data):
     from transformers import pipeline
 
@@ -338,8 +410,19 @@ def test_the_pipeline_on_the_saved_folder_reproduces_the_recipes_evaluation_exac
 
 # ---- bad input ------------------------------------------------------------------------------------------------------
 def run_in_process(data, tmp_path, *args, dataset="imagefolder", callbacks=None):
-    argv = ["--dataset_name", str(data[dataset]), *TINY, "--max_steps", "1", "--per_device_train_batch_size", "4",
-            *QUIET, "--output_dir", str(tmp_path / "out"), *args]
+    argv = [
+        "--dataset_name",
+        str(data[dataset]),
+        *TINY,
+        "--max_steps",
+        "1",
+        "--per_device_train_batch_size",
+        "4",
+        *QUIET,
+        "--output_dir",
+        str(tmp_path / "out"),
+        *args,
+    ]
     if "--teacher_name" not in args:
         argv += teacher_args(data)
     return run_recipe(*parse_recipe_args(argv, IMAGENET_DEFAULTS), callbacks=callbacks)
@@ -348,45 +431,120 @@ def run_in_process(data, tmp_path, *args, dataset="imagefolder", callbacks=None)
 @pytest.mark.parametrize(
     "case, args, error, message",
     [
-        ("labels missing", ["--eval_dataset_name", "@imagefolder"], ValueError,
-         r"--method gendd needs labels, but '.*wds' \(train\) has no label column \(columns: \['image'\]\)\. Pass "
-         r"--label_column NAME, or train without labels with --method gendd_unsup"),
-        ("channels", ["--student_kwargs", '{"in_chans": 1}'], ValueError,
-         r"takes 3-channel images but the student is built with in_chans=1; .*--student_kwargs '\{\"in_chans\": 3\}'"),
-        ("class count", ["--teacher_name", "test_resnet", "--teacher_checkpoint", "@teacher4", "--teacher_kwargs",
-                         '{"num_classes": 4}'], ValueError,
-         r"The train dataset 'label' column has 6 classes but the model and teacher have num_labels=4"),
-        ("label out of range", ["--teacher_name", "test_resnet", "--teacher_checkpoint", "@teacher4",
-                                "--teacher_kwargs", '{"num_classes": 4}', "--eval_split", ""], ValueError,
-         r"The train dataset has label 5 but the teacher has 4 classes \(0\.\.3\)"),
-        ("token dim", ["--token_dim", "64"], ValueError,
-         r"token_dim=64 is invalid: it must divide teacher_feature_dim=96"),
-        ("teacher checkpoint missing", ["--teacher_name", "test_resnet", "--teacher_checkpoint", "@tmp/none",
-                                        "--teacher_kwargs", '{"num_classes": 6}'], FileNotFoundError,
-         r"Teacher checkpoint .*none does not exist"),
-        ("teacher checkpoint a pickle", ["--teacher_name", "test_resnet", "--teacher_checkpoint", "@tmp/pickle.pt",
-                                         "--teacher_kwargs", '{"num_classes": 6}'], ValueError,
-         r"is not a safetensors file"),
-        ("resume checkpoint missing", ["--resume_from_checkpoint", "@tmp/checkpoint-7"], FileNotFoundError,
-         r"resume_from_checkpoint='.*checkpoint-7' does not exist"),
-        ("resume from a folder that is no checkpoint", ["--resume_from_checkpoint", "@tmp"], ValueError,
-         r"is not a Trainer checkpoint: model.safetensors, trainer_state.json missing"),
-        ("resume from the latest checkpoint of none", ["--resume_from_checkpoint", "latest"], FileNotFoundError,
-         r"resume_from_checkpoint='latest' resumes from the latest checkpoint-N folder of output_dir='.*out', but it "
-         r"has none: start without resume_from_checkpoint"),
-        ("stream without max_steps", ["--streaming", "--max_steps", "-1", "--method", "gendd_unsup", "--eval_split",
-                                      ""], ValueError,
-         r"A streamed training set has no length: pass --max_steps N"),
+        (
+            "labels missing",
+            ["--eval_dataset_name", "@imagefolder"],
+            ValueError,
+            r"--method gendd needs labels, but '.*wds' \(train\) has no label column \(columns: \['image'\]\)\. Pass "
+            r"--label_column NAME, or train without labels with --method gendd_unsup",
+        ),
+        (
+            "channels",
+            ["--student_kwargs", '{"in_chans": 1}'],
+            ValueError,
+            r"takes 3-channel images but the student is built with in_chans=1; "
+            r".*--student_kwargs '\{\"in_chans\": 3\}'",
+        ),
+        (
+            "class count",
+            [
+                "--teacher_name",
+                "test_resnet",
+                "--teacher_checkpoint",
+                "@teacher4",
+                "--teacher_kwargs",
+                '{"num_classes": 4}',
+            ],
+            ValueError,
+            r"The train dataset 'label' column has 6 classes but the model and teacher have num_labels=4",
+        ),
+        (
+            "label out of range",
+            [
+                "--teacher_name",
+                "test_resnet",
+                "--teacher_checkpoint",
+                "@teacher4",
+                "--teacher_kwargs",
+                '{"num_classes": 4}',
+                "--eval_split",
+                "",
+            ],
+            ValueError,
+            r"The train dataset has label 5 but the teacher has 4 classes \(0\.\.3\)",
+        ),
+        (
+            "token dim",
+            ["--token_dim", "64"],
+            ValueError,
+            r"token_dim=64 is invalid: it must divide teacher_feature_dim=96",
+        ),
+        (
+            "teacher checkpoint missing",
+            [
+                "--teacher_name",
+                "test_resnet",
+                "--teacher_checkpoint",
+                "@tmp/none",
+                "--teacher_kwargs",
+                '{"num_classes": 6}',
+            ],
+            FileNotFoundError,
+            r"Teacher checkpoint .*none does not exist",
+        ),
+        (
+            "teacher checkpoint a pickle",
+            [
+                "--teacher_name",
+                "test_resnet",
+                "--teacher_checkpoint",
+                "@tmp/pickle.pt",
+                "--teacher_kwargs",
+                '{"num_classes": 6}',
+            ],
+            ValueError,
+            r"is not a safetensors file",
+        ),
+        (
+            "resume checkpoint missing",
+            ["--resume_from_checkpoint", "@tmp/checkpoint-7"],
+            FileNotFoundError,
+            r"resume_from_checkpoint='.*checkpoint-7' does not exist",
+        ),
+        (
+            "resume from a folder that is no checkpoint",
+            ["--resume_from_checkpoint", "@tmp"],
+            ValueError,
+            r"is not a Trainer checkpoint: model.safetensors, trainer_state.json missing",
+        ),
+        (
+            "resume from the latest checkpoint of none",
+            ["--resume_from_checkpoint", "latest"],
+            FileNotFoundError,
+            r"resume_from_checkpoint='latest' resumes from the latest checkpoint-N folder of output_dir='.*out', "
+            r"but it has none: start without resume_from_checkpoint",
+        ),
+        (
+            "stream without max_steps",
+            ["--streaming", "--max_steps", "-1", "--method", "gendd_unsup", "--eval_split", ""],
+            ValueError,
+            r"A streamed training set has no length: pass --max_steps N",
+        ),
         ("bad JSON", ["--student_kwargs", "{in_chans: 1}"], ValueError, r"--student_kwargs must be a JSON object"),
-        ("shot metrics without an eval split", ["--shot_metrics", "--eval_split", ""], ValueError,
-         r"--shot_metrics groups the classes by their images in the training split, .* and an --eval_split"),
+        (
+            "shot metrics without an eval split",
+            ["--shot_metrics", "--eval_split", ""],
+            ValueError,
+            r"--shot_metrics groups the classes by their images in the training split, .* and an --eval_split",
+        ),
     ],
 )
 def test_bad_input_fails_before_training_with_the_fix_in_the_message(data, tmp_path, case, args, error, message):
     torch.save({"weights": torch.zeros(1)}, tmp_path / "pickle.pt")
     paths = {**{name: str(path) for name, path in data.items()}, "tmp": str(tmp_path)}
-    args = [str(Path(paths[arg[1:].split("/")[0]], *arg[1:].split("/")[1:])) if arg.startswith("@") else arg
-            for arg in args]
+    args = [
+        str(Path(paths[arg[1:].split("/")[0]], *arg[1:].split("/")[1:])) if arg.startswith("@") else arg for arg in args
+    ]
     dataset = {"labels missing": "wds", "label out of range": "parquet_int", "stream without max_steps": "wds"}
     with pytest.raises(error, match=message):
         run_in_process(data, tmp_path, *args, dataset=dataset.get(case, "imagefolder"))
@@ -394,8 +552,9 @@ def test_bad_input_fails_before_training_with_the_fix_in_the_message(data, tmp_p
 
 def test_resume_from_checkpoint_true_resumes_from_the_latest_checkpoint(data, tmp_path):
     """The command line passes strings only: `true` (or `latest`) stands for the Trainer's `True`."""
-    run_in_process(data, tmp_path, "--max_steps", "2", "--save_strategy", "steps", "--save_steps", "1",
-                   "--eval_split", "")
+    run_in_process(
+        data, tmp_path, "--max_steps", "2", "--save_strategy", "steps", "--save_steps", "1", "--eval_split", ""
+    )
     assert {"checkpoint-1", "checkpoint-2"} <= set(os.listdir(tmp_path / "out"))
 
     class RecordSteps(TrainerCallback):
@@ -404,19 +563,45 @@ def test_resume_from_checkpoint_true_resumes_from_the_latest_checkpoint(data, tm
         def on_step_end(self, args, state, control, **kwargs):
             self.steps.append(state.global_step)
 
-    run_in_process(data, tmp_path, "--max_steps", "3", "--resume_from_checkpoint", "true", "--eval_split", "",
-                   callbacks=[RecordSteps()])
+    run_in_process(
+        data,
+        tmp_path,
+        "--max_steps",
+        "3",
+        "--resume_from_checkpoint",
+        "true",
+        "--eval_split",
+        "",
+        callbacks=[RecordSteps()],
+    )
     assert RecordSteps.steps == [3]  # steps 1 and 2 came from checkpoint-2
 
 
 def test_the_hub_flow_as_typed_pushes_checkpoints_and_resumes_from_the_hub(data, tmp_path, fake_hub):
-    """`--push_to_hub --hub_model_id ID --hub_strategy checkpoint` pushes the model folder and `last-checkpoint/` at each
-    save, then the final model with its card (`--license`); `--resume_from_checkpoint hub` with the same
+    """`--push_to_hub --hub_model_id ID --hub_strategy checkpoint` pushes the model folder and `last-checkpoint/` at
+    each save, then the final model with its card (`--license`); `--resume_from_checkpoint hub` with the same
     `--hub_model_id`, in another output folder (another machine), continues from the pushed checkpoint."""
     hub = ["--hub_model_id", "gendd/recipe-flow"]
-    run_in_process(data, tmp_path, "--max_steps", "2", "--save_strategy", "steps", "--save_steps", "1", "--eval_split",
-                   "", "--push_to_hub", "--hub_strategy", "checkpoint", "--hub_always_push", "true", "--license",
-                   "mit", *hub)
+    run_in_process(
+        data,
+        tmp_path,
+        "--max_steps",
+        "2",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "1",
+        "--eval_split",
+        "",
+        "--push_to_hub",
+        "--hub_strategy",
+        "checkpoint",
+        "--hub_always_push",
+        "true",
+        "--license",
+        "mit",
+        *hub,
+    )
     repo = fake_hub.repo("gendd/recipe-flow")
     assert json.loads(repo.files["last-checkpoint/trainer_state.json"])["global_step"] == 2
     assert {"last-checkpoint/optimizer.pt", "last-checkpoint/rng_state.pth", "model.safetensors"} <= set(repo.files)
@@ -431,8 +616,18 @@ def test_the_hub_flow_as_typed_pushes_checkpoints_and_resumes_from_the_hub(data,
         def on_step_end(self, args, state, control, **kwargs):
             self.steps.append(state.global_step)
 
-    run_in_process(data, tmp_path / "elsewhere", "--max_steps", "3", "--eval_split", "", "--resume_from_checkpoint",
-                   "hub", *hub, callbacks=[RecordSteps()])
+    run_in_process(
+        data,
+        tmp_path / "elsewhere",
+        "--max_steps",
+        "3",
+        "--eval_split",
+        "",
+        "--resume_from_checkpoint",
+        "hub",
+        *hub,
+        callbacks=[RecordSteps()],
+    )
     assert RecordSteps.steps == [3]  # steps 1 and 2 came from the Hub's last-checkpoint/
     assert len(repo.commits) == 5  # without --push_to_hub, the resumed run only read the Hub
 
@@ -448,30 +643,52 @@ def test_shot_metrics_group_classes_by_their_training_images(data, tmp_path):
 
 def test_training_from_stored_teacher_outputs_never_runs_the_teacher(data, tmp_path, monkeypatch):
     teacher = TimmTeacher.from_timm("test_resnet", checkpoint_path=data["teacher"], num_classes=len(NAMES))
-    view_config = ViewConfig.from_data_config(recipe_data_config(teacher, SIZE), preset="regular")
-    precompute_teacher_outputs(load_image_dataset(data["imagefolder"], split="train"), teacher, tmp_path / "outputs",
-                               TeacherOutputsSettings(view_config, num_views=2, shard_size=12), "test_resnet",
-                               batch_size=8, progress=False)
+    view_config = ViewConfig.from_data_config(teacher.data_config(SIZE), preset="regular")
+    precompute_teacher_outputs(
+        load_image_dataset(data["imagefolder"], split="train"),
+        teacher,
+        tmp_path / "outputs",
+        TeacherOutputsSettings(view_config, num_views=2, shard_size=12),
+        "test_resnet",
+        batch_size=8,
+        progress=False,
+    )
     finalize_teacher_outputs(tmp_path / "outputs")
 
     def no_teacher(self, pixel_values):
         raise AssertionError("the teacher ran although its outputs are stored")
 
     monkeypatch.setattr(TimmTeacher, "forward", no_teacher)
-    run_in_process(data, tmp_path, "--teacher_outputs", str(tmp_path / "outputs"), "--eval_split", "",
-                   "--max_steps", "3")
+    run_in_process(
+        data, tmp_path, "--teacher_outputs", str(tmp_path / "outputs"), "--eval_split", "", "--max_steps", "3"
+    )
     weights = load_file(tmp_path / "out" / "model.safetensors")
     assert torch.equal(weights["teacher_weight"], teacher.classifier_weight)
     with pytest.raises(TeacherOutputsMismatchError, match="computed with another transform: preset='a2'"):
-        run_in_process(data, tmp_path, "--teacher_outputs", str(tmp_path / "outputs"), "--eval_split", "",
-                       "--augmentation", "a2")
+        run_in_process(
+            data, tmp_path, "--teacher_outputs", str(tmp_path / "outputs"), "--eval_split", "", "--augmentation", "a2"
+        )
 
 
 def test_a_recipe_with_bad_input_exits_non_zero_with_the_message(data, tmp_path):
-    result = run_script(python("train_imagenet.py", "--dataset_name", str(data["imagefolder"]), *teacher_args(data),
-                               *TINY, "--student_kwargs", '{"in_chans": 1}', *QUIET, "--output_dir",
-                               str(tmp_path / "out")), recipe_env(tmp_path), check=False)
+    result = run_script(
+        python(
+            "train_imagenet.py",
+            "--dataset_name",
+            str(data["imagefolder"]),
+            *teacher_args(data),
+            *TINY,
+            "--student_kwargs",
+            '{"in_chans": 1}',
+            *QUIET,
+            "--output_dir",
+            str(tmp_path / "out"),
+        ),
+        recipe_env(tmp_path),
+        check=False,
+    )
     assert result.returncode == 1
     assert "ValueError: The teacher 'test_resnet' takes 3-channel images but the student is built with in_chans=1" in (
-        result.stderr)
+        result.stderr
+    )
     assert not (tmp_path / "out").exists()

@@ -16,7 +16,6 @@ import pytest
 import timm
 import torch
 import yaml
-from datasets import config as datasets_config
 from PIL import Image
 from torchvision import transforms
 
@@ -40,7 +39,6 @@ from gendd_hf.teacher_outputs import (
     teacher_outputs_dataset,
 )
 from gendd_hf.teacher_outputs.images import decode_image
-from hub_server import fake_hub  # noqa: F401  (fixture)
 
 
 NUM_IMAGES, NUM_CLASSES, NUM_VIEWS = 12, 3, 3
@@ -64,18 +62,24 @@ def toy_teacher(seed=1):
 
 
 def precompute(folder, images=None, teacher=None, split="train", name="test_resnet", **settings):
-    settings = TeacherOutputsSettings(**{"view_config": VIEW_CONFIG, "num_views": NUM_VIEWS, "shard_size": 5,
-                                         **settings})
-    precompute_teacher_outputs(toy_images() if images is None else images, teacher or toy_teacher(), folder,
-                               settings, name, split=split, batch_size=8, progress=False)
+    settings = TeacherOutputsSettings(
+        **{"view_config": VIEW_CONFIG, "num_views": NUM_VIEWS, "shard_size": 5, **settings}
+    )
+    precompute_teacher_outputs(
+        toy_images() if images is None else images,
+        teacher or toy_teacher(),
+        folder,
+        settings,
+        name,
+        split=split,
+        batch_size=8,
+        progress=False,
+    )
     return finalize_teacher_outputs(folder, split)
 
 
-@pytest.fixture(autouse=True)
-def no_pause_after_shuffled_streams(monkeypatch):
-    """`datasets` pauses 5 s after iterating a stream that interleaves shards (shuffle), a guard against an Arrow
-    thread-shutdown crash on some platforms; the tests iterate such streams often and do not need it."""
-    monkeypatch.setattr(datasets_config, "SLEEP_TIME_ON_THREADS_SHUTDOWN", 0)
+# `datasets` pauses 5 s after iterating a shuffled stream; these tests iterate such streams often (conftest.py).
+pytestmark = pytest.mark.usefixtures("no_pause_after_shuffled_streams")
 
 
 @pytest.fixture(scope="module")
@@ -93,10 +97,14 @@ def rows(outputs):
 def test_views_replay_the_library_and_torchvision_transforms():
     image = decode_image(toy_images()[0]["image"])
     small = ViewConfig.from_data_config(DATA_CONFIG, preset="small")
-    torchvision_regular = transforms.Compose([
-        transforms.RandomResizedCrop(16, scale=(0.08, 1.0)), transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,)),
-    ])
+    torchvision_regular = transforms.Compose(
+        [
+            transforms.RandomResizedCrop(16, scale=(0.08, 1.0)),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize((0.5,), (0.5,)),
+        ]
+    )
     for seed in range(6):
         # gendd_hf's own "small" training transform (pad-and-crop + flip) draws the same view from the same seed.
         torch.manual_seed(seed)
@@ -127,8 +135,10 @@ def test_randaugment_is_replayed_from_the_view_seed_and_leaves_global_generators
     first = apply_view(image, view, config)
     # Neither function drew from Python's, numpy's or torch's global generators (timm's RandAugment uses the first two).
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == (
-        random.seed(1) or random.random(), np.random.seed(1) or np.random.rand(), torch.manual_seed(1) and
-        torch.rand(1).item())
+        random.seed(1) or random.random(),
+        np.random.seed(1) or np.random.rand(),
+        torch.manual_seed(1) and torch.rand(1).item(),
+    )
     assert torch.equal(apply_view(image, view, config), first)  # the generators have moved on: same pixels
     replays = [apply_view(image, dataclasses.replace(view, aug_seed=view.aug_seed + i), config) for i in range(1, 6)]
     assert any(not torch.equal(replay, first) for replay in replays)  # the seed does drive RandAugment
@@ -167,8 +177,10 @@ def test_stored_features_are_the_teacher_on_the_replayed_view(stored):
     assert sorted(stream) == list(range(NUM_IMAGES))
     for image_id, row in stream.items():
         image = decode_image(images[image_id]["image"])
-        views = [View(*crop, hflip=hflip, aug_seed=seed)
-                 for crop, hflip, seed in zip(row["view_crop"], row["view_hflip"], row["view_aug_seed"])]
+        views = [
+            View(*crop, hflip=hflip, aug_seed=seed)
+            for crop, hflip, seed in zip(row["view_crop"], row["view_hflip"], row["view_aug_seed"])
+        ]
         assert len(set(views)) == NUM_VIEWS
         with torch.no_grad():
             output = teacher(torch.stack([apply_view(image, view, VIEW_CONFIG) for view in views]))
@@ -177,8 +189,9 @@ def test_stored_features_are_the_teacher_on_the_replayed_view(stored):
 
 
 def test_the_training_stream_replays_the_view_of_each_epoch(stored):
-    dataset = teacher_outputs_dataset(toy_images(), stored.source, view_config=VIEW_CONFIG, teacher="test_resnet",
-                                      seed=3, shuffle_buffer_size=None)
+    dataset = teacher_outputs_dataset(
+        toy_images(), stored.source, view_config=VIEW_CONFIG, teacher="test_resnet", seed=3, shuffle_buffer_size=None
+    )
     assert len(dataset) == NUM_IMAGES
     stream, images, teacher = rows(stored), toy_images(), toy_teacher()
     used = {image_id: set() for image_id in stream}
@@ -186,7 +199,10 @@ def test_the_training_stream_replays_the_view_of_each_epoch(stored):
         dataset.set_epoch(epoch)
         examples = list(dataset)
         assert len(examples) == NUM_IMAGES and set(examples[0]) == {
-            "pixel_values", "labels", "teacher_features", "teacher_logits"
+            "pixel_values",
+            "labels",
+            "teacher_features",
+            "teacher_logits",
         }
         for image_id, example in enumerate(examples):  # unshuffled: the stored order
             k = epoch_view_index(3, epoch, image_id, NUM_VIEWS)
@@ -213,24 +229,37 @@ def test_precomputation_resumes_shard_by_shard_and_refuses_other_settings(tmp_pa
         shard_files[lost].unlink()
         with pytest.raises(ValueError, match=message):
             finalize_teacher_outputs(tmp_path)
-        written = precompute_teacher_outputs(toy_images(), toy_teacher(), tmp_path, settings, "test_resnet",
-                                             progress=False)
+        written = precompute_teacher_outputs(
+            toy_images(), toy_teacher(), tmp_path, settings, "test_resnet", progress=False
+        )
         assert written == [shard_files[lost]]
     assert all(path.read_bytes() == content for path, content in kept.items())  # bit-identical recomputation
     with pytest.raises(TeacherOutputsMismatchError, match="computed with other settings"):
-        precompute_teacher_outputs(toy_images(), toy_teacher(), tmp_path, dataclasses.replace(settings, seed=1),
-                                   "test_resnet", progress=False)
+        precompute_teacher_outputs(
+            toy_images(), toy_teacher(), tmp_path, dataclasses.replace(settings, seed=1), "test_resnet", progress=False
+        )
     with pytest.raises(TeacherOutputsMismatchError, match="classifier of another teacher"):
-        precompute_teacher_outputs(toy_images(), toy_teacher(seed=2), tmp_path, settings, "test_resnet",
-                                   progress=False)
+        precompute_teacher_outputs(toy_images(), toy_teacher(seed=2), tmp_path, settings, "test_resnet", progress=False)
 
 
 def test_two_processes_split_precomputation_and_streaming(tmp_path, stored):
     settings = TeacherOutputsSettings(VIEW_CONFIG, num_views=NUM_VIEWS, shard_size=5)
-    written = [precompute_teacher_outputs(toy_images(), toy_teacher(), tmp_path, settings, "test_resnet",
-                                          process_index=rank, num_processes=2, progress=False) for rank in (0, 1)]
+    written = [
+        precompute_teacher_outputs(
+            toy_images(),
+            toy_teacher(),
+            tmp_path,
+            settings,
+            "test_resnet",
+            process_index=rank,
+            num_processes=2,
+            progress=False,
+        )
+        for rank in (0, 1)
+    ]
     assert [[path.name for path in paths] for paths in written] == [
-        ["train-00000.parquet", "train-00002.parquet"], ["train-00001.parquet"]
+        ["train-00000.parquet", "train-00002.parquet"],
+        ["train-00001.parquet"],
     ]
     outputs = finalize_teacher_outputs(tmp_path)
     for name in ("train-00000.parquet", "train-00001.parquet", "train-00002.parquet"):
@@ -251,11 +280,11 @@ def test_two_processes_split_precomputation_and_streaming(tmp_path, stored):
 def test_streamed_images_are_zipped_in_order_and_checked(stored):
     images = toy_images()
     expected = list(teacher_outputs_dataset(images, stored, shuffle_buffer_size=None))
-    streamed = list(teacher_outputs_dataset(images.to_iterable_dataset(num_shards=2), stored,
-                                            shuffle_buffer_size=None))
-    assert all(torch.equal(a["pixel_values"], b["pixel_values"]) and torch.equal(a["teacher_features"],
-                                                                                  b["teacher_features"])
-               for a, b in zip(expected, streamed, strict=True))
+    streamed = list(teacher_outputs_dataset(images.to_iterable_dataset(num_shards=2), stored, shuffle_buffer_size=None))
+    assert all(
+        torch.equal(a["pixel_values"], b["pixel_values"]) and torch.equal(a["teacher_features"], b["teacher_features"])
+        for a, b in zip(expected, streamed, strict=True)
+    )
     shuffled = list(teacher_outputs_dataset(images.to_iterable_dataset(), stored, shuffle_buffer_size=4))
     key = lambda example: tuple(example["teacher_features"].tolist())  # noqa: E731
     assert [key(example) for example in shuffled] != [key(example) for example in expected]
@@ -263,8 +292,11 @@ def test_streamed_images_are_zipped_in_order_and_checked(stored):
     with pytest.raises(TeacherOutputsMismatchError, match="not the one the teacher outputs .* were computed from"):
         list(teacher_outputs_dataset(images.select(range(NUM_IMAGES)[::-1]).to_iterable_dataset(), stored))
     with pytest.raises(TeacherOutputsMismatchError, match="different lengths"):
-        list(teacher_outputs_dataset(images.select(range(NUM_IMAGES - 1)).to_iterable_dataset(), stored,
-                                     shuffle_buffer_size=None))
+        list(
+            teacher_outputs_dataset(
+                images.select(range(NUM_IMAGES - 1)).to_iterable_dataset(), stored, shuffle_buffer_size=None
+            )
+        )
 
 
 def test_precomputing_from_a_stream_writes_the_same_shards(tmp_path, stored):
@@ -281,7 +313,9 @@ def test_id_column_joins_images_in_any_order(tmp_path):
     reordered = images.shuffle(seed=0)
     dataset = teacher_outputs_dataset(reordered, outputs, shuffle_buffer_size=None)
     key = lambda features: tuple(np.float16(features).tolist())  # noqa: E731
-    expected = sorted(key(features[epoch_view_index(0, 0, image_id, NUM_VIEWS)]) for image_id, features in by_key.items())
+    expected = sorted(
+        key(features[epoch_view_index(0, 0, image_id, NUM_VIEWS)]) for image_id, features in by_key.items()
+    )
     assert sorted(key(example["teacher_features"]) for example in dataset) == expected
     with pytest.raises(TeacherOutputsMismatchError, match="image id 'img-11', which is not in .* 'key' column"):
         list(teacher_outputs_dataset(images.select(range(NUM_IMAGES - 1)), outputs, shuffle_buffer_size=None))
@@ -315,8 +349,13 @@ def test_evaluation_outputs_replay_the_evaluation_transform_and_give_an_eval_los
     # The evaluation loss needs teacher outputs too: stored ones let GenDDTrainer evaluate without a teacher.
     model = toy_student()
     dataset.outputs.load_teacher_classifier(model)
-    args = GenDDTrainingArguments(output_dir=str(tmp_path / "run"), use_cpu=True, report_to="none",
-                                  per_device_eval_batch_size=5, eval_inference_paths=["probe"])
+    args = GenDDTrainingArguments(
+        output_dir=str(tmp_path / "run"),
+        use_cpu=True,
+        report_to="none",
+        per_device_eval_batch_size=5,
+        eval_inference_paths=["probe"],
+    )
     metrics = GenDDTrainer(model, args, eval_dataset=dataset).evaluate()
     assert math.isfinite(metrics["eval_loss"]) and 0 <= metrics["eval_probe_top1"] <= 1
 
@@ -341,8 +380,16 @@ class WithoutTeacherOutputs(torch.utils.data.IterableDataset):
 
 def toy_student():
     torch.manual_seed(0)
-    config = GenDDConfig(student_name="test_resnet", student_kwargs={"in_chans": 1}, teacher_feature_dim=96,
-                         token_dim=32, head_width=32, head_depth=1, diffusion_batch_mul=2, num_labels=NUM_CLASSES)
+    config = GenDDConfig(
+        student_name="test_resnet",
+        student_kwargs={"in_chans": 1},
+        teacher_feature_dim=96,
+        token_dim=32,
+        head_width=32,
+        head_depth=1,
+        diffusion_batch_mul=2,
+        num_labels=NUM_CLASSES,
+    )
     model = GenDDForImageClassification(config)
     model.sampling_config = model.sampling_config.update(num_inference_steps=4, num_samples=1)
     return model
@@ -356,16 +403,29 @@ def test_training_from_stored_outputs_follows_the_online_loss_curve(tmp_path, st
         if mode == "stored":
             dataset.outputs.load_teacher_classifier(model)
         args = GenDDTrainingArguments(
-            output_dir=str(tmp_path / mode), use_cpu=True, report_to="none", disable_tqdm=True, method="gendd",
-            per_device_train_batch_size=6, learning_rate=3e-3, max_steps=4, logging_steps=1, save_strategy="no",
+            output_dir=str(tmp_path / mode),
+            use_cpu=True,
+            report_to="none",
+            disable_tqdm=True,
+            method="gendd",
+            per_device_train_batch_size=6,
+            learning_rate=3e-3,
+            max_steps=4,
+            logging_steps=1,
+            save_strategy="no",
             seed=0,
         )
-        trainer = GenDDTrainer(model, args, teacher=toy_teacher() if mode == "online" else None,
-                               train_dataset=WithoutTeacherOutputs(dataset) if mode == "online" else dataset)
+        trainer = GenDDTrainer(
+            model,
+            args,
+            teacher=toy_teacher() if mode == "online" else None,
+            train_dataset=WithoutTeacherOutputs(dataset) if mode == "online" else dataset,
+        )
         trainer.train()
         assert dataset.epoch == 1  # 12 images in batches of 6: steps 3-4 are the second epoch, with its own views
-        losses[mode] = [(entry["loss"], entry["diffusion_loss"]) for entry in trainer.state.log_history
-                        if "loss" in entry]
+        losses[mode] = [
+            (entry["loss"], entry["diffusion_loss"]) for entry in trainer.state.log_history if "loss" in entry
+        ]
     assert len(losses["stored"]) == 4
     # Same views, same order, same seeds (timesteps, noise, mixup): the runs differ only by the float16 rounding of
     # the stored teacher features. A wrong view would change the diffusion loss by far more than 0.1%.
@@ -406,8 +466,10 @@ def test_a_shard_overwritten_with_a_copy_of_another_is_refused_before_training(t
     (data / "train-00001.parquet").write_bytes((data / "train-00000.parquet").read_bytes())
     # Images 0-4 now come twice and 5-9 never, yet each row still matches its image (id and digest).
     assert [row["id"] for row in outputs.stream()] == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 10, 11]
-    message = (r"shard data/train-00001.parquet repeats 5 image ids already in data/train-00000.parquet "
-               r"\(0, 1, 2, 3, 4\); 5 images have no row \(5, 6, 7, 8, 9\)")
+    message = (
+        r"shard data/train-00001.parquet repeats 5 image ids already in data/train-00000.parquet "
+        r"\(0, 1, 2, 3, 4\); 5 images have no row \(5, 6, 7, 8, 9\)"
+    )
     with pytest.raises(TeacherOutputsMismatchError, match=message):
         teacher_outputs_dataset(toy_images(), tmp_path)
 
@@ -426,8 +488,9 @@ def test_card_records_everything_and_the_folder_goes_to_the_hub(fake_hub, tmp_pa
     folder = Path(stored.source)
     card = (folder / "README.md").read_text()
     front = yaml.safe_load(card.split("---")[1])
-    assert front["configs"] == [{"config_name": "default", "data_files": [{"split": "train",
-                                                                           "path": "data/train-*.parquet"}]}]
+    assert front["configs"] == [
+        {"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}
+    ]
     assert "teacher-outputs" in front["tags"]
     assert "| train | 12 | 3 | regular | 1x16x16 | full | float16 | 3 |" in card
     record = json.loads((folder / "teacher_outputs.json").read_text())
@@ -436,9 +499,14 @@ def test_card_records_everything_and_the_folder_goes_to_the_hub(fake_hub, tmp_pa
 
     url = push_teacher_outputs(folder, "gendd/toy-teacher-outputs")
     repo = fake_hub.repo("gendd/toy-teacher-outputs", repo_type="dataset")
-    assert url and set(repo.files) == {"README.md", "teacher_outputs.json", "teacher_classifier.safetensors",
-                                       "data/train-00000.parquet", "data/train-00001.parquet",
-                                       "data/train-00002.parquet"}
+    assert url and set(repo.files) == {
+        "README.md",
+        "teacher_outputs.json",
+        "teacher_classifier.safetensors",
+        "data/train-00000.parquet",
+        "data/train-00001.parquet",
+        "data/train-00002.parquet",
+    }
     assert "gendd/toy-teacher-outputs" in repo.files["README.md"].decode()
     from_hub = TeacherOutputs.load("gendd/toy-teacher-outputs")
     assert (from_hub.teacher, from_hub.settings) == (stored.teacher, stored.settings)

@@ -8,12 +8,10 @@ import numpy as np
 import timm
 import torch
 from datasets import DatasetDict
-from datasets import config as datasets_config
 from safetensors.torch import save_file
 
 from gendd_hf import GenDDConfig, GenDDForImageClassification, GenDDTrainer, GenDDTrainingArguments, TimmTeacher
 from gendd_hf.data import dataset_from_arrays, load_image_dataset
-from gendd_hf.recipe import recipe_data_config
 from gendd_hf.teacher_outputs import TeacherOutputs, ViewConfig, teacher_outputs_dataset
 
 
@@ -25,8 +23,7 @@ def run_recipe(monkeypatch, *args):
     runpy.run_path(str(RECIPE), run_name="__main__")
 
 
-def test_precompute_recipe_then_train_without_a_teacher(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(datasets_config, "SLEEP_TIME_ON_THREADS_SHUTDOWN", 0)  # see test_teacher_outputs.py
+def test_precompute_recipe_then_train_without_a_teacher(tmp_path, monkeypatch, capsys, no_pause_after_shuffled_streams):
     rng = np.random.default_rng(0)
     images = dataset_from_arrays(rng.integers(0, 255, (10, 20, 20), dtype=np.uint8), np.arange(10) % 3, list("abc"))
     DatasetDict({"train": images}).save_to_disk(tmp_path / "images")
@@ -34,10 +31,30 @@ def test_precompute_recipe_then_train_without_a_teacher(tmp_path, monkeypatch, c
     teacher = timm.create_model("test_resnet", in_chans=1, num_classes=3)
     save_file(teacher.state_dict(), tmp_path / "teacher.safetensors")
     output_dir = tmp_path / "outputs"
-    args = ["--dataset_name", str(tmp_path / "images"), "--teacher_name", "test_resnet", "--teacher_checkpoint",
-            str(tmp_path / "teacher.safetensors"), "--teacher_kwargs", '{"in_chans": 1, "num_classes": 3}',
-            "--image_size", "16", "--augmentation", "small", "--num_views", "2", "--shard_size", "4",
-            "--logits", "topk", "--logits_top_k", "2", "--output_dir", str(output_dir)]
+    args = [
+        "--dataset_name",
+        str(tmp_path / "images"),
+        "--teacher_name",
+        "test_resnet",
+        "--teacher_checkpoint",
+        str(tmp_path / "teacher.safetensors"),
+        "--teacher_kwargs",
+        '{"in_chans": 1, "num_classes": 3}',
+        "--image_size",
+        "16",
+        "--augmentation",
+        "small",
+        "--num_views",
+        "2",
+        "--shard_size",
+        "4",
+        "--logits",
+        "topk",
+        "--logits_top_k",
+        "2",
+        "--output_dir",
+        str(output_dir),
+    ]
 
     run_recipe(monkeypatch, *args)
     assert "10 images x 2 views of test_resnet" in capsys.readouterr().out
@@ -48,17 +65,37 @@ def test_precompute_recipe_then_train_without_a_teacher(tmp_path, monkeypatch, c
 
     outputs = TeacherOutputs.load(output_dir)
     wrapped = TimmTeacher(teacher)
-    view_config = ViewConfig.from_data_config(recipe_data_config(wrapped, 16), preset="small")
+    view_config = ViewConfig.from_data_config(wrapped.data_config(16), preset="small")
     assert (outputs.settings.view_config, outputs.settings.logits_top_k, len(shards)) == (view_config, 2, 3)
-    train = teacher_outputs_dataset(load_image_dataset(str(tmp_path / "images"), split="train"), output_dir,
-                                    view_config=view_config, teacher=wrapped)
-    model = GenDDForImageClassification(GenDDConfig(
-        student_name="test_resnet", student_kwargs={"in_chans": 1}, teacher_feature_dim=96, token_dim=32,
-        head_width=32, head_depth=1, diffusion_batch_mul=2, num_labels=3,
-    ))
+    train = teacher_outputs_dataset(
+        load_image_dataset(str(tmp_path / "images"), split="train"),
+        output_dir,
+        view_config=view_config,
+        teacher=wrapped,
+    )
+    model = GenDDForImageClassification(
+        GenDDConfig(
+            student_name="test_resnet",
+            student_kwargs={"in_chans": 1},
+            teacher_feature_dim=96,
+            token_dim=32,
+            head_width=32,
+            head_depth=1,
+            diffusion_batch_mul=2,
+            num_labels=3,
+        )
+    )
     train.outputs.load_teacher_classifier(model)
-    args = GenDDTrainingArguments(output_dir=str(tmp_path / "run"), method="kd", use_cpu=True, report_to="none",
-                                  per_device_train_batch_size=5, max_steps=2, logging_steps=1, save_strategy="no")
+    args = GenDDTrainingArguments(
+        output_dir=str(tmp_path / "run"),
+        method="kd",
+        use_cpu=True,
+        report_to="none",
+        per_device_train_batch_size=5,
+        max_steps=2,
+        logging_steps=1,
+        save_strategy="no",
+    )
     trainer = GenDDTrainer(model, args, train_dataset=train)
     trainer.train()
     logs = [entry for entry in trainer.state.log_history if "kd_loss" in entry]

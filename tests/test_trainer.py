@@ -6,24 +6,31 @@ import os
 
 import numpy as np
 import pytest
-import timm
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from transformers import HfArgumentParser, TrainerCallback
 
-from gendd_hf import GenDDConfig, GenDDSamplingConfig, GenDDForImageClassification, TimmTeacher
+from gendd_hf import TimmTeacher
 from gendd_hf.callbacks import cosine_beta2
-from gendd_hf.data import ImageCollator, build_transforms, dataset_from_arrays, mixup_fn
+from gendd_hf.data import ImageCollator, build_transforms, mixup_fn
 from gendd_hf.losses import dkd_loss
 from gendd_hf.trainer import GenDDTrainer, NonFiniteLossError
 from gendd_hf.training_args import GenDDTrainingArguments
+from helpers import (
+    NUM_CLASSES,
+    SIZE,
+    TEACHER_DIM,
+    TRANSFORM,
+    CrashAtStep,
+    toy_args,
+    toy_dataset,
+    toy_model,
+    toy_teacher,
+    toy_trainer,
+)
 
 
-NUM_CLASSES = 3
-SIZE = 16
-TEACHER_DIM = 96  # test_resnet's pooled feature
-TRANSFORM = build_transforms({"input_size": (1, SIZE, SIZE), "mean": (0.5,), "std": (0.5,)}, False, "small")
 LOSS_TERMS = {
     "ce": {"ce_loss"},
     "kd": {"ce_loss", "kd_loss"},
@@ -32,67 +39,6 @@ LOSS_TERMS = {
     "gendd": {"diffusion_loss", "probe_loss"},
     "gendd_unsup": {"diffusion_loss", "probe_loss"},
 }
-
-
-def toy_dataset(n: int = 48, labeled: bool = True, seed: int = 0, num_classes: int = NUM_CLASSES):
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % num_classes
-    images = rng.integers(0, 60, (n, SIZE, SIZE)).astype(np.uint8)
-    for image, label in zip(images, labels):
-        image[5 * (label % 3) : 5 * (label % 3) + 5] += 150
-    names = [f"class_{c}" for c in range(num_classes)]
-    return dataset_from_arrays(images, labels if labeled else None, names if labeled else None)
-
-
-def toy_teacher(seed: int = 1, **kwargs) -> TimmTeacher:
-    torch.manual_seed(seed)
-    return TimmTeacher(timm.create_model("test_resnet", **{"in_chans": 1, "num_classes": NUM_CLASSES, **kwargs}))
-
-
-def toy_model(seed: int = 0, **overrides) -> GenDDForImageClassification:
-    torch.manual_seed(seed)
-    kwargs = dict(
-        student_name="test_resnet",
-        student_kwargs={"in_chans": 1},
-        teacher_feature_dim=TEACHER_DIM,
-        token_dim=32,
-        head_width=32,
-        head_depth=1,
-        diffusion_batch_mul=2,
-        num_labels=NUM_CLASSES,
-    )
-    model = GenDDForImageClassification(GenDDConfig(**{**kwargs, **overrides}))
-    model.sampling_config = GenDDSamplingConfig(num_inference_steps=4, num_samples=1)
-    return model
-
-
-def toy_args(tmp_path, **overrides) -> GenDDTrainingArguments:
-    kwargs = dict(
-        output_dir=str(tmp_path / "out"),
-        use_cpu=True,
-        report_to="none",
-        disable_tqdm=True,
-        per_device_train_batch_size=8,
-        per_device_eval_batch_size=16,
-        learning_rate=3e-3,
-        max_steps=4,
-        logging_steps=1,
-        save_strategy="no",
-        seed=0,
-    )
-    return GenDDTrainingArguments(**{**kwargs, **overrides})
-
-
-def toy_trainer(tmp_path, model=None, teacher="default", dataset=None, collator=None, mixup=None, **arg_overrides):
-    return GenDDTrainer(
-        toy_model() if model is None else model,
-        toy_args(tmp_path, **arg_overrides),
-        teacher=toy_teacher() if teacher == "default" else teacher,
-        mixup_fn=mixup,
-        train_dataset=toy_dataset() if dataset is None else dataset,
-        eval_dataset=toy_dataset(n=10, seed=1),
-        data_collator=collator or ImageCollator(TRANSFORM),
-    )
 
 
 def training_logs(trainer):
@@ -224,8 +170,9 @@ def test_precomputed_teacher_features_are_used_and_the_teacher_is_never_run(tmp_
     assert {"ce_loss", "kd_loss"} <= set(training_logs(trainer)[0])
 
     with pytest.raises(ValueError, match="precomputed 'teacher_features' of un-mixed images"):
-        toy_trainer(tmp_path, teacher=teacher, dataset=dataset, collator=collator,
-                    mixup=mixup_fn(NUM_CLASSES, mixup_alpha=0.2)).train()
+        toy_trainer(
+            tmp_path, teacher=teacher, dataset=dataset, collator=collator, mixup=mixup_fn(NUM_CLASSES, mixup_alpha=0.2)
+        ).train()
 
 
 # ---- optimisation -------------------------------------------------------------------------------------------------
@@ -281,12 +228,26 @@ def test_optimizer_groups_follow_the_gendd_code(tmp_path):
     groups = {group["name"]: group for group in optimizer.param_groups}
     assert {name: group["weight_decay"] for name, group in groups.items()} == {"decay": 0.05, "head": 0.01}
     grouped = {name: {names[id(p)] for p in group["params"]} for name, group in groups.items()}
-    assert {"student.conv1.0.weight", "student.bn1.weight", "student.bn1.bias", "probe.weight", "probe.bias",
-            "head.condition_norm.weight", "head.condition_norm.bias"} <= grouped["decay"]
-    assert {"head.input_proj.weight", "head.input_proj.bias", "head.blocks.0.mlp.0.weight",
-            "head.blocks.0.in_ln.weight", "head.position_embed"} <= grouped["head"]
-    assert not any(name.startswith("head.") for name in grouped["decay"] - {"head.condition_norm.weight",
-                                                                           "head.condition_norm.bias"})
+    assert {
+        "student.conv1.0.weight",
+        "student.bn1.weight",
+        "student.bn1.bias",
+        "probe.weight",
+        "probe.bias",
+        "head.condition_norm.weight",
+        "head.condition_norm.bias",
+    } <= grouped["decay"]
+    assert {
+        "head.input_proj.weight",
+        "head.input_proj.bias",
+        "head.blocks.0.mlp.0.weight",
+        "head.blocks.0.in_ln.weight",
+        "head.position_embed",
+    } <= grouped["head"]
+    assert not any(
+        name.startswith("head.")
+        for name in grouped["decay"] - {"head.condition_norm.weight", "head.condition_norm.bias"}
+    )
     assert set().union(*grouped.values()) == set(names.values())  # gendd trains every parameter
 
     baseline = toy_trainer(tmp_path, method="kd").create_optimizer()
@@ -307,16 +268,26 @@ def test_evaluate_reports_top1_top5_of_both_paths_as_computed_by_hand(tmp_path):
     pixels = torch.stack([TRANSFORM(image) for image in dataset["image"]])
     labels = torch.tensor(dataset["label"])
     dataset = dataset.add_column("teacher_features", torch.randn(10, TEACHER_DIM, generator=generator).tolist())
-    args = toy_args(tmp_path, per_device_eval_batch_size=4, eval_seed=5, eval_num_inference_steps=3,
-                    eval_guidance_scale=1.5, eval_num_samples=2)
-    trainer = GenDDTrainer(model, args, eval_dataset=dataset,
-                           data_collator=ImageCollator(TRANSFORM, extra_columns=("teacher_features",)))
+    args = toy_args(
+        tmp_path,
+        per_device_eval_batch_size=4,
+        eval_seed=5,
+        eval_num_inference_steps=3,
+        eval_guidance_scale=1.5,
+        eval_num_samples=2,
+    )
+    trainer = GenDDTrainer(
+        model, args, eval_dataset=dataset, data_collator=ImageCollator(TRANSFORM, extra_columns=("teacher_features",))
+    )
 
     rng_state = torch.get_rng_state()
     metrics = trainer.evaluate()
     assert torch.equal(torch.get_rng_state(), rng_state)  # evaluation leaves the training RNG alone
     assert {k for k in metrics if "top" in k} == {
-        "eval_sampled_top1", "eval_sampled_top5", "eval_probe_top1", "eval_probe_top5"
+        "eval_sampled_top1",
+        "eval_sampled_top5",
+        "eval_probe_top1",
+        "eval_probe_top5",
     }
     assert math.isfinite(metrics["eval_loss"])
 
@@ -325,7 +296,8 @@ def test_evaluate_reports_top1_top5_of_both_paths_as_computed_by_hand(tmp_path):
         features = model.extract_features(pixels)
         # Each image's noise comes from eval_seed, whatever its batch (here 4, 4 and 2 in the Trainer, 10 here).
         sampled = model.classify_features(
-            model.sample_features(features, num_inference_steps=3, guidance_scale=1.5, num_samples=2, seed=5))
+            model.sample_features(features, num_inference_steps=3, guidance_scale=1.5, num_samples=2, seed=5)
+        )
         logits = {"sampled": sampled, "probe": model.probe(features)}
     for path, path_logits in logits.items():
         top5 = path_logits.topk(5, dim=1).indices
@@ -364,8 +336,11 @@ def test_stage1_trains_student_and_projection_then_init_from_starts_stage2(tmp_p
     assert "feature_projection.weight" in saved
     stage2 = toy_trainer(tmp_path, model=toy_model(seed=7), init_from=str(tmp_path / "stage1"), max_steps=1)
     student = stage2.model.student.state_dict()
-    assert all(torch.equal(student[name.removeprefix("student.")], value)
-               for name, value in saved.items() if name.startswith("student."))
+    assert all(
+        torch.equal(student[name.removeprefix("student.")], value)
+        for name, value in saved.items()
+        if name.startswith("student.")
+    )
     assert not hasattr(stage2.model, "feature_projection")
     stage2.train()
 
@@ -388,30 +363,19 @@ def test_init_from_errors(tmp_path):
 
 
 # ---- checkpoints --------------------------------------------------------------------------------------------------
-class CrashAtStep(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            raise KeyboardInterrupt(f"killed at step {state.global_step}")
-
-
-@pytest.fixture
-def full_determinism(monkeypatch):
-    """`full_determinism=True` switches torch to deterministic algorithms process-wide: restore it afterwards."""
-    for name in ("CUDA_LAUNCH_BLOCKING", "CUBLAS_WORKSPACE_CONFIG", "FLASH_ATTENTION_DETERMINISTIC"):
-        monkeypatch.setenv(name, os.environ.get(name, ""))
-    enabled = torch.are_deterministic_algorithms_enabled()
-    yield
-    torch.use_deterministic_algorithms(enabled)
-
-
 def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, full_determinism):
     # GenDD draws timesteps, noise, feature-mixup and condition-drop masks; the images are randomly cropped and flipped.
     augment = build_transforms({"input_size": (1, SIZE, SIZE), "mean": (0.5,), "std": (0.5,)}, True, "small")
-    settings = dict(method="gendd", collator=ImageCollator(augment), max_steps=6, gradient_accumulation_steps=2,
-                    save_strategy="steps", save_steps=3, data_seed=3, full_determinism=True)
+    settings = dict(
+        method="gendd",
+        collator=ImageCollator(augment),
+        max_steps=6,
+        gradient_accumulation_steps=2,
+        save_strategy="steps",
+        save_steps=3,
+        data_seed=3,
+        full_determinism=True,
+    )
     reference = toy_trainer(tmp_path / "reference", **settings)
     reference.train()
 
@@ -422,7 +386,12 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, full_determ
     checkpoint = tmp_path / "run" / "out" / "checkpoint-3"
     # Weights in safetensors; the .pt/.pth/.bin files are the Trainer's own state (the .py files: trust_remote_code).
     assert {name for name in os.listdir(checkpoint) if not name.endswith(".py")} == {
-        "config.json", "model.safetensors", "optimizer.pt", "rng_state.pth", "sampling_config.json", "scheduler.pt",
+        "config.json",
+        "model.safetensors",
+        "optimizer.pt",
+        "rng_state.pth",
+        "sampling_config.json",
+        "scheduler.pt",
         "trainer_state.json",
         "training_args.bin",
     }
@@ -457,8 +426,9 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
                 output.features[0, 0] = float("nan")
             return output
 
-    trainer = toy_trainer(tmp_path, teacher=NaNTeacher(toy_teacher().model), max_steps=6, save_strategy="steps",
-                          save_steps=2)
+    trainer = toy_trainer(
+        tmp_path, teacher=NaNTeacher(toy_teacher().model), max_steps=6, save_strategy="steps", save_steps=2
+    )
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 3 .*last checkpoint is .*checkpoint-2"):
         trainer.train()
     output_dir = tmp_path / "out"
@@ -479,8 +449,14 @@ def test_nan_loss_puts_the_model_in_memory_back_at_the_last_optimizer_step(tmp_p
                 batch["pixel_values"][0] = float("nan")
             return batch
 
-    trainer = toy_trainer(tmp_path, collator=NaNImageAtBatch(TRANSFORM), max_steps=4, gradient_accumulation_steps=2,
-                          save_strategy="steps", save_steps=2)
+    trainer = toy_trainer(
+        tmp_path,
+        collator=NaNImageAtBatch(TRANSFORM),
+        max_steps=4,
+        gradient_accumulation_steps=2,
+        save_strategy="steps",
+        save_steps=2,
+    )
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 3 .*back at its state after step 2"):
         trainer.train()
     # The bad forward had put NaN in the BatchNorm statistics and the target range, and the first micro-batch of
@@ -502,13 +478,27 @@ def dataset_with_label(label: int):
 
 @pytest.mark.parametrize(
     "method, label, message",
-    [("gendd", -1, r"Got label -1 in a training batch, but labels must be class indices in 0\.\.2 \(num_labels=3\): "
-                   r"label the data with the model's classes .* A negative label usually marks an image without class"),
-     ("ce", 3, r"Got label 3 in a training batch, but labels must be class indices in 0\.\.2 \(num_labels=3\) or "
-               r"-100 \(skipped\): label the data with the model's classes"),
-     ("gendd", -100, r"Got label -100 \(the ignore index: an image without class\) in a training batch, but only the "
-                     r"cross-entropy of method 'ce' or 'kd' or of stage 'pretrain'.* skips it; here labels must be "
-                     r"class indices in 0\.\.2 .* Drop the images without class")],
+    [
+        (
+            "gendd",
+            -1,
+            r"Got label -1 in a training batch, but labels must be class indices in 0\.\.2 \(num_labels=3\): "
+            r"label the data with the model's classes .* A negative label usually marks an image without class",
+        ),
+        (
+            "ce",
+            3,
+            r"Got label 3 in a training batch, but labels must be class indices in 0\.\.2 \(num_labels=3\) or "
+            r"-100 \(skipped\): label the data with the model's classes",
+        ),
+        (
+            "gendd",
+            -100,
+            r"Got label -100 \(the ignore index: an image without class\) in a training batch, but only the "
+            r"cross-entropy of method 'ce' or 'kd' or of stage 'pretrain'.* skips it; here labels must be "
+            r"class indices in 0\.\.2 .* Drop the images without class",
+        ),
+    ],
 )
 def test_labels_that_are_not_classes_fail_before_the_forward(tmp_path, method, label, message):
     trainer = toy_trainer(tmp_path, method=method, dataset=dataset_with_label(label))
@@ -534,12 +524,17 @@ def test_a_method_that_needs_labels_on_unlabeled_data(tmp_path):
 
 @pytest.mark.parametrize(
     "student_chans,teacher_chans,message",
-    [(3, 1, "pixel_values have 1 channels but the student 'test_resnet' expects in_chans=3"),
-     (1, 3, "pixel_values have 1 channels but the teacher expects 3")],
+    [
+        (3, 1, "pixel_values have 1 channels but the student 'test_resnet' expects in_chans=3"),
+        (1, 3, "pixel_values have 1 channels but the teacher expects 3"),
+    ],
 )
 def test_image_channels_that_do_not_match(tmp_path, student_chans, teacher_chans, message):
-    trainer = toy_trainer(tmp_path, model=toy_model(student_kwargs={"in_chans": student_chans}),
-                          teacher=toy_teacher(in_chans=teacher_chans))
+    trainer = toy_trainer(
+        tmp_path,
+        model=toy_model(student_kwargs={"in_chans": student_chans}),
+        teacher=toy_teacher(in_chans=teacher_chans),
+    )
     with pytest.raises(ValueError, match=message):
         trainer.train()
 
@@ -553,8 +548,11 @@ def test_teacher_and_dataset_class_counts_that_differ(tmp_path):
 
 def test_teacher_feature_dim_not_divisible_by_token_dim(tmp_path):
     model = toy_model(teacher_feature_dim=128, token_dim=64)
-    with pytest.raises(ValueError, match="96 dims .* teacher_feature_dim=128: set teacher_feature_dim=96 .*"
-                                         "token_dim=64 does not divide 96; e.g. token_dim=32"):
+    with pytest.raises(
+        ValueError,
+        match="96 dims .* teacher_feature_dim=128: set teacher_feature_dim=96 .*"
+        "token_dim=64 does not divide 96; e.g. token_dim=32",
+    ):
         toy_trainer(tmp_path, model=model)
 
 
@@ -571,7 +569,9 @@ def test_arguments_parse_from_the_command_line_and_are_validated(tmp_path):
     )
     assert (args.method, args.eval_inference_paths, args.warmup_steps) == ("kd", ["probe"], 0.05)
     assert (args.lr_scheduler_type, args.remove_unused_columns, args.ddp_find_unused_parameters) == (
-        "cosine", False, False
+        "cosine",
+        False,
+        False,
     )
     with pytest.raises(ValueError, match="method='distill' is invalid"):
         toy_args(tmp_path, method="distill")
@@ -585,6 +585,9 @@ def test_arguments_parse_from_the_command_line_and_are_validated(tmp_path):
         toy_trainer(tmp_path, method="kl_unsup", mixup=mixup_fn(NUM_CLASSES, mixup_alpha=0.2))
     with pytest.raises(ValueError, match="no teacher was given"):
         toy_trainer(tmp_path, teacher=None)
-    assert toy_args(tmp_path, method="dkd", dkd_preset="cifar100", dkd_beta=2.0).dkd_kwargs == {
-        "alpha": 1.0, "beta": 2.0, "temperature": 4.0, "warmup_epochs": 20.0
+    assert toy_args(tmp_path, method="dkd", dkd_defaults="cifar100", dkd_beta=2.0).dkd_kwargs == {
+        "alpha": 1.0,
+        "beta": 2.0,
+        "temperature": 4.0,
+        "warmup_epochs": 20.0,
     }

@@ -5,12 +5,13 @@ Importing the package registers `GenDDConfig` and `GenDDForImageClassification` 
 
 from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
 
-from . import models  # registers the CIFAR model zoo with timm
+from . import models  # noqa: F401  (registers the CIFAR model zoo with timm)
 from .configuration_gendd import GenDDConfig, GenDDSamplingConfig
 from .modeling_gendd import GenDDForImageClassification, GenDDImageClassifierOutput, GenDDPreTrainedModel
 from .teacher import TeacherOutput, TimmTeacher
 from .trainer import GenDDTrainer, NonFiniteLossError
 from .training_args import GenDDTrainingArguments
+
 
 AutoConfig.register(GenDDConfig.model_type, GenDDConfig)
 AutoModel.register(GenDDConfig, GenDDForImageClassification)

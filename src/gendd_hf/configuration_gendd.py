@@ -3,23 +3,21 @@ the paper's (arXiv 2507.14503) and the official code's."""
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 
 from transformers import PretrainedConfig
 from transformers.utils import cached_file
+
 
 # Diffusers schedulers running a reverse chain, and "mean", the one-step estimate of the conditional mean.
 CHAIN_SAMPLERS = ("ddpm", "ddim", "dpm_solver")
 SAMPLERS = (*CHAIN_SAMPLERS, "mean")
 NOISE_SCHEDULES = {"cosine": "squaredcos_cap_v2", "linear": "linear"}
 INFERENCE_PATHS = ("sampled", "probe")
+PROJECTION_PATH = "projection"
+"""Name of stage 1's inference path, `classify_features(feature_projection(z))`, in metric names."""
 SAMPLING_CONFIG_NAME = "sampling_config.json"
-
-# Named overrides of the paper's defaults. "cpu" narrows the diffusion head (width 1024 is a GPU setting).
-PRESETS = {
-    "paper": {},
-    "cpu": {"head_width": 256, "diffusion_batch_mul": 4},
-}
 
 
 def _raise_unless(ok: bool, owner: str, field: str, value, allowed: str) -> None:
@@ -85,8 +83,11 @@ class GenDDSamplingConfig:
         check("sampler", self.sampler in SAMPLERS, f"use one of {list(SAMPLERS)}")
         for field in ("num_inference_steps", "num_samples"):
             check(field, _is_int(getattr(self, field)) and getattr(self, field) >= 1, "use an integer >= 1")
-        check("guidance_scale", isinstance(self.guidance_scale, (int, float)) and self.guidance_scale >= 0.0,
-              "use a value >= 0 (1.0 disables guidance)")
+        check(
+            "guidance_scale",
+            isinstance(self.guidance_scale, (int, float)) and self.guidance_scale >= 0.0,
+            "use a value >= 0 (1.0 disables guidance)",
+        )
         check("seed", _is_int(self.seed) and self.seed >= 0, "use an integer >= 0")
         check("mean_timestep", _is_int(self.mean_timestep) and self.mean_timestep >= 0, "use an integer >= 0")
         check("clamp_first_step", isinstance(self.clamp_first_step, bool), "use True or False")
@@ -95,8 +96,10 @@ class GenDDSamplingConfig:
         """A copy with the fields of `overrides` that are not `None` replaced."""
         unknown = set(overrides) - {field.name for field in fields(self)}
         if unknown:
-            raise ValueError(f"GenDDSamplingConfig has no field {sorted(unknown)}; its fields are "
-                             f"{[field.name for field in fields(self)]}.")
+            raise ValueError(
+                f"GenDDSamplingConfig has no field {sorted(unknown)}; its fields are "
+                f"{[field.name for field in fields(self)]}."
+            )
         return replace(self, **{name: value for name, value in overrides.items() if value is not None})
 
     def to_dict(self) -> dict:
@@ -109,12 +112,17 @@ class GenDDSamplingConfig:
             file.write("\n")
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **hub_kwargs
-                        ) -> "GenDDSamplingConfig | None":
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, **hub_kwargs
+    ) -> "GenDDSamplingConfig | None":
         """The `sampling_config.json` of a local folder or a Hub repo (`hub_kwargs` as for `from_pretrained`:
         `revision`, `token`, `cache_dir`, `local_files_only`, `subfolder`...); `None` when it has none."""
-        path = cached_file(pretrained_model_name_or_path, SAMPLING_CONFIG_NAME,
-                           _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+        path = cached_file(
+            pretrained_model_name_or_path,
+            SAMPLING_CONFIG_NAME,
+            _raise_exceptions_for_missing_entries=False,
+            **hub_kwargs,
+        )
         if path is None:
             return None
         with open(path, encoding="utf-8") as file:
@@ -221,11 +229,12 @@ class GenDDConfig(PretrainedConfig):
         self.validate()
 
     @classmethod
-    def from_preset(cls, preset: str, **kwargs) -> "GenDDConfig":
-        """Build a config from a named preset of `PRESETS` (`"paper"`, `"cpu"`), with `kwargs` on top."""
-        if preset not in PRESETS:
-            raise ValueError(f"Unknown GenDD preset {preset!r}; choose one of {sorted(PRESETS)}.")
-        return cls(**{**PRESETS[preset], **kwargs})
+    def from_teacher(cls, teacher, class_names: Sequence[str] | None = None, **kwargs) -> "GenDDConfig":
+        """A config sized by `teacher` (a `TimmTeacher`, or anything with `feature_dim` and `num_classes`): its feature
+        width as `teacher_feature_dim` and its classes as labels, named by `class_names` when given; `kwargs` (any
+        other field) on top."""
+        labels = {"id2label": dict(enumerate(class_names))} if class_names else {"num_labels": teacher.num_classes}
+        return cls(teacher_feature_dim=teacher.feature_dim, **labels, **kwargs)
 
     @classmethod
     def get_config_dict(cls, pretrained_model_name_or_path, **kwargs) -> tuple[dict, dict]:
@@ -259,8 +268,14 @@ class GenDDConfig(PretrainedConfig):
             _raise_unless(ok, "GenDDConfig", field, getattr(self, field), allowed)
 
         check("student_kwargs", isinstance(self.student_kwargs, dict), "use a dict of timm.create_model arguments")
-        for field in ("teacher_feature_dim", "token_dim", "head_width", "head_depth", "num_train_timesteps",
-                      "diffusion_batch_mul"):
+        for field in (
+            "teacher_feature_dim",
+            "token_dim",
+            "head_width",
+            "head_depth",
+            "num_train_timesteps",
+            "diffusion_batch_mul",
+        ):
             check(field, _is_int(getattr(self, field)) and getattr(self, field) >= 1, "use an integer >= 1")
         check(
             "token_dim",
@@ -274,8 +289,11 @@ class GenDDConfig(PretrainedConfig):
         check("contraction", 0.0 <= self.contraction <= 1.0, "lambda must lie in [0, 1] (0.9 in the paper)")
         check("cond_drop_prob", 0.0 <= self.cond_drop_prob < 1.0, "use a probability in [0, 1)")
         check("feature_mixup_beta", self.feature_mixup_beta >= 0.0, "use a value >= 0 (0 disables feature mixup)")
-        check("pretrained_cfg", self.pretrained_cfg is None or "input_size" in self.pretrained_cfg,
-              "give timm's data config, with an 'input_size' (channels, height, width)")
+        check(
+            "pretrained_cfg",
+            self.pretrained_cfg is None or "input_size" in self.pretrained_cfg,
+            "give timm's data config, with an 'input_size' (channels, height, width)",
+        )
 
 
 __all__ = ["GenDDConfig", "GenDDSamplingConfig"]

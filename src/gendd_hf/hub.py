@@ -107,8 +107,10 @@ def copy_model_files(checkpoint: str | os.PathLike, folder: str | os.PathLike) -
     """Copy the model files of a Trainer checkpoint (its `PUSHED_FILES` but `trainer_state.json`) into `folder`, as
     the Trainer does before a checkpoint push, without saving the model again; returns their names."""
     names = sorted(
-        name for name in os.listdir(checkpoint)
-        if name != "trainer_state.json" and os.path.isfile(os.path.join(checkpoint, name))
+        name
+        for name in os.listdir(checkpoint)
+        if name != "trainer_state.json"
+        and os.path.isfile(os.path.join(checkpoint, name))
         and any(fnmatch.fnmatch(name, pattern) for pattern in PUSHED_FILES)
     )
     for name in names:

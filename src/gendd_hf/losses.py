@@ -1,4 +1,5 @@
-"""Logit-distillation baselines that GenDD is compared against, as pure functions.
+"""The distillation methods by name, and the logit-distillation baselines that GenDD is compared against, as pure
+functions.
 
 Every loss takes `(batch, num_classes)` logits, averages over the batch (the `batchmean` of a KL divergence) and
 returns a scalar tensor, so a trainer can weight and sum them freely.
@@ -10,6 +11,11 @@ import torch
 import torch.nn.functional as F
 
 
+METHODS = ("ce", "kd", "dkd", "kl_unsup", "gendd", "gendd_unsup")
+"""`ce`: the student alone; `kd`: Hinton KD; `dkd`: decoupled KD; `kl_unsup`: KL to the teacher without labels;
+`gendd`: Generative Distribution Distillation; `gendd_unsup`: GenDD without labels (contraction lambda 0)."""
+GENDD_METHODS = ("gendd", "gendd_unsup")
+UNSUPERVISED_METHODS = ("kl_unsup", "gendd_unsup")
 DKD_DEFAULTS: dict[str, dict[str, float]] = {
     # Decoupled KD (Zhao et al., CVPR 2022), settings of its public reference configurations (mdistiller).
     # CIFAR-100: alpha 1, beta 8, T 4, loss ramped in over 20 epochs.
@@ -95,9 +101,10 @@ def decoupled_kd_terms(
         log_partition = scaled.logsumexp(dim=-1, keepdim=True)
         non_target = scaled[~target_mask].view(batch, num_classes - 1)
         # log p_y and log(1 - p_y) = logsumexp(non-target) - logsumexp(all), exact without 1 - p cancellation
-        log_binary = torch.cat(
-            [scaled[target_mask].view(batch, 1), non_target.logsumexp(dim=-1, keepdim=True)], dim=-1
-        ) - log_partition
+        log_binary = (
+            torch.cat([scaled[target_mask].view(batch, 1), non_target.logsumexp(dim=-1, keepdim=True)], dim=-1)
+            - log_partition
+        )
         return log_binary, F.log_softmax(non_target, dim=-1)
 
     student_binary, student_non_target = binary_and_non_target_log_probs(student_logits)
@@ -173,4 +180,14 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return F.cross_entropy(logits, targets)
 
 
-__all__ = ["DKD_DEFAULTS", "decoupled_kd_terms", "dkd_loss", "kd_loss", "kl_unsup_loss", "soft_cross_entropy"]
+__all__ = [
+    "DKD_DEFAULTS",
+    "GENDD_METHODS",
+    "METHODS",
+    "UNSUPERVISED_METHODS",
+    "decoupled_kd_terms",
+    "dkd_loss",
+    "kd_loss",
+    "kl_unsup_loss",
+    "soft_cross_entropy",
+]

@@ -13,7 +13,7 @@ from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
 from .configuration_gendd import INFERENCE_PATHS
-from .training_args import METHODS, UNSUPERVISED_METHODS
+from .losses import METHODS, UNSUPERVISED_METHODS
 
 
 DEFAULT_TEMPLATE_PATH = Path(__file__).resolve().parent / "templates" / "gendd_student.md"
@@ -167,7 +167,9 @@ class ModelCardInfo:
         if not 0.0 <= self.contraction <= 1.0:
             raise ValueError(f"ModelCardInfo.contraction={self.contraction} must lie in [0, 1] (0.9 in the paper).")
         if self.inference_path not in INFERENCE_PATHS:
-            raise ValueError(f"ModelCardInfo.inference_path={self.inference_path!r}; use one of {list(INFERENCE_PATHS)}.")
+            raise ValueError(
+                f"ModelCardInfo.inference_path={self.inference_path!r}; use one of {list(INFERENCE_PATHS)}."
+            )
         for field in ("sampled_accuracy", "probe_accuracy"):
             for key, value in (getattr(self, field) or {}).items():
                 if key not in ("top1", "top5"):

@@ -17,10 +17,11 @@ from torch import nn
 from transformers import PreTrainedModel, TimmWrapperConfig, TimmWrapperForImageClassification
 from transformers.utils import SAFE_WEIGHTS_NAME, ModelOutput, cached_file, hf_api, logging
 
-from .configuration_gendd import GenDDConfig, GenDDSamplingConfig
+from .configuration_gendd import PROJECTION_PATH, GenDDConfig, GenDDSamplingConfig
 from .diffusion import HybridDiffusionLoss, contract, merge_tokens, split_tokens, training_betas
 from .diffusion_head import DiffusionHead
 from .sampling import estimate_mean_tokens, image_generators, make_scheduler, sample_tokens
+
 
 logger = logging.get_logger(__name__)
 
@@ -47,8 +48,6 @@ class GenDDImageClassifierOutput(ModelOutput):
             The linear probe's logits.
         student_features (`torch.FloatTensor` of shape `(B, d_s)`):
             The student's pooled penultimate feature `z`.
-        sampled_features (`torch.FloatTensor` of shape `(B, d_t)`, *optional*):
-            Averaged teacher-space samples, when the sampled path ran.
     """
 
     loss: torch.FloatTensor | None = None
@@ -57,7 +56,6 @@ class GenDDImageClassifierOutput(ModelOutput):
     logits: torch.FloatTensor | None = None
     probe_logits: torch.FloatTensor | None = None
     student_features: torch.FloatTensor | None = None
-    sampled_features: torch.FloatTensor | None = None
 
 
 class GenDDPreTrainedModel(PreTrainedModel):
@@ -147,8 +145,13 @@ class GenDDPreTrainedModel(PreTrainedModel):
         except ImportError:
             logger.warning("gendd-hf is not installed: pushing without a model card (pip install gendd-hf writes it).")
             return
-        defaults = {"model_name": repo_id.split("/")[-1], "repo_id": repo_id, "teacher": "not recorded",
-                    "dataset": "not recorded", "eval_split": None}
+        defaults = {
+            "model_name": repo_id.split("/")[-1],
+            "repo_id": repo_id,
+            "teacher": "not recorded",
+            "dataset": "not recorded",
+            "eval_split": None,
+        }
         if tags:
             fields["tags"] = [*fields.get("tags", []), *tags]
         write_model_card(folder, ModelCardInfo.from_model(self, **{**defaults, **fields}))
@@ -159,14 +162,18 @@ class GenDDPreTrainedModel(PreTrainedModel):
         `sampling_config` (the defaults when it has none). `sampling_config` (a `GenDDSamplingConfig` or a dict of
         its fields, e.g. from `pipeline(..., model_kwargs={"sampling_config": {...}})`) replaces fields of it.
         Weights that safetensors cannot read (a truncated download or copy) are an error naming the file."""
-        hub_kwargs = {name: kwargs[name] for name in ("cache_dir", "force_download", "proxies", "token", "revision",
-                                                      "local_files_only", "subfolder") if name in kwargs}
+        hub_kwargs = {
+            name: kwargs[name]
+            for name in ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
+            if name in kwargs
+        }
         try:
             model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         except SafetensorError as error:  # its message names no file
             lookup = {**hub_kwargs, "force_download": False, "local_files_only": True}  # the file just read
-            weights = cached_file(pretrained_model_name_or_path, SAFE_WEIGHTS_NAME, **lookup,
-                                  _raise_exceptions_for_missing_entries=False)
+            weights = cached_file(
+                pretrained_model_name_or_path, SAFE_WEIGHTS_NAME, **lookup, _raise_exceptions_for_missing_entries=False
+            )
             raise OSError(
                 f"Cannot read the GenDD weights {weights or pretrained_model_name_or_path}: the safetensors file is "
                 f"truncated or corrupt ({error}). Download it again (from_pretrained(..., force_download=True)) or "
@@ -175,7 +182,9 @@ class GenDDPreTrainedModel(PreTrainedModel):
         saved = GenDDSamplingConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
         model.sampling_config = saved or GenDDSamplingConfig.from_model_config(model.config)
         if sampling_config is not None:
-            overrides = sampling_config.to_dict() if isinstance(sampling_config, GenDDSamplingConfig) else sampling_config
+            overrides = (
+                sampling_config.to_dict() if isinstance(sampling_config, GenDDSamplingConfig) else sampling_config
+            )
             model.sampling_config = model.sampling_config.update(**overrides)
         return model
 
@@ -240,6 +249,28 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
         """The frozen teacher classifier: `f @ W.T + b`."""
         return F.linear(teacher_features, self.teacher_weight, self.teacher_bias)
 
+    def path_logits(
+        self,
+        student_features: torch.Tensor,
+        inference_path: str | None = None,
+        generator: torch.Generator | None = None,
+        **sampling,
+    ) -> torch.Tensor:
+        """Logits of one inference path from student features, the one place a path is chosen (model, trainer,
+        bench): `"probe"`, the linear probe; `"sampled"`, sampled teacher features (`sample_features`, with
+        `generator` and per-call `sampling` settings) through the frozen teacher classifier; `"projection"`, stage
+        1's `classify_features(feature_projection(z))`. `None` is `config.inference_path`."""
+        path = inference_path or self.config.inference_path
+        if path == "probe":
+            return self.probe(student_features)
+        if path == "sampled":
+            return self.classify_features(self.sample_features(student_features, generator=generator, **sampling))
+        if path == PROJECTION_PATH and hasattr(self, "feature_projection"):
+            return self.classify_features(self.feature_projection(student_features))
+        raise ValueError(
+            f"Unknown inference_path {path!r}; choose 'sampled' or 'probe' ('projection' after add_feature_projection)."
+        )
+
     def add_feature_projection(self) -> nn.Linear:
         """Add (once) and return `feature_projection`, the linear map `d_s -> d_t` of GenDD's stage 1.
 
@@ -294,20 +325,30 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
         then unused.
         """
         settings = self.sampling_config.update(
-            sampler=sampler, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-            num_samples=num_samples, seed=seed,
+            sampler=sampler,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            num_samples=num_samples,
+            seed=seed,
         )
         config = self.config
         for name in ("num_inference_steps", "mean_timestep"):
             if getattr(settings, name) >= config.num_train_timesteps + (name == "num_inference_steps"):
-                raise ValueError(f"sampling {name}={getattr(settings, name)} does not fit the training chain of "
-                                 f"num_train_timesteps={config.num_train_timesteps} steps; use a smaller value.")
+                raise ValueError(
+                    f"sampling {name}={getattr(settings, name)} does not fit the training chain of "
+                    f"num_train_timesteps={config.num_train_timesteps} steps; use a smaller value."
+                )
         condition = self.head.embed_condition(self.head.condition_norm(student_features))
         null_condition = self.head.null_condition()
         if settings.sampler == "mean":
             alphas_cumprod = make_scheduler("ddpm", config.num_train_timesteps, config.noise_schedule).alphas_cumprod
             tokens = estimate_mean_tokens(
-                self.head, condition, null_condition, alphas_cumprod, settings.mean_timestep, settings.guidance_scale,
+                self.head,
+                condition,
+                null_condition,
+                alphas_cumprod,
+                settings.mean_timestep,
+                settings.guidance_scale,
                 centre=self.target_centre(),
             )
         else:
@@ -353,9 +394,52 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
         """Sample teacher-space features `(B, d_t)` for images; `None` arguments take the values of
         `self.sampling_config` (see `sample_features`). Pass the result to `classify_features` for logits."""
         return self.sample_features(
-            self.extract_features(pixel_values), num_inference_steps, guidance_scale, num_samples, generator, sampler,
+            self.extract_features(pixel_values),
+            num_inference_steps,
+            guidance_scale,
+            num_samples,
+            generator,
+            sampler,
             seed,
         )
+
+    @torch.no_grad()
+    def to_timm_classifier(self, in_chans: int | None = None) -> nn.Module:
+        """The student with its linear probe as the classifier of `timm.create_model(student_name,
+        num_classes=num_labels, **student_kwargs)`, in eval mode on the CPU: the probe path as a plain timm network,
+        the form in which a classifier trained with `method="ce"` is saved and that `export_student` wraps.
+
+        The weights load with the strict key check: the classifier is the only layer that the student (built with
+        `num_classes=0`) lacks, any other difference of layout is an error. `in_chans=3` builds a 1-channel student
+        for RGB input, its first convolution's weight divided by 3 over each channel: the GenDD model's own channel
+        averaging. The global random state is left as it was (the new network's initialisation is overwritten).
+        """
+        config = self.config
+        timm_kwargs = {**config.student_kwargs, **({} if in_chans is None else {"in_chans": in_chans})}
+        with torch.random.fork_rng(devices=[]):
+            classifier = timm.create_model(
+                config.student_name, pretrained=False, num_classes=config.num_labels, **timm_kwargs
+            )
+        state = dict(self.student.state_dict())
+        if in_chans == 3 and config.in_chans == 1:
+            first_conv = classifier.pretrained_cfg.get("first_conv")
+            if not isinstance(first_conv, str):
+                raise ValueError(
+                    f"Cannot convert the 1-channel student {config.student_name!r} to 3 channels: its timm "
+                    f"pretrained_cfg names no single first convolution (first_conv={first_conv!r}) to spread over them."
+                )
+            weight = state[f"{first_conv}.weight"]
+            state[f"{first_conv}.weight"] = weight.repeat(1, 3, *[1] * (weight.dim() - 2)) / 3
+        head = classifier.get_classifier()
+        if not isinstance(head, nn.Linear):
+            raise ValueError(
+                f"Cannot convert {config.student_name!r}: its timm classifier is {type(head).__name__}, not the "
+                "nn.Linear that receives the probe."
+            )
+        name = next(module_name for module_name, module in classifier.named_modules() if module is head)
+        state.update({f"{name}.weight": self.probe.weight, f"{name}.bias": self.probe.bias})
+        classifier.load_state_dict(state)  # strict: any other difference of layout is an error
+        return classifier.eval()
 
     @torch.no_grad()
     def export_student(self, save_directory) -> TimmWrapperForImageClassification:
@@ -366,8 +450,9 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
         `AutoModelForImageClassification.from_pretrained` loads without gendd_hf and without `trust_remote_code`.
         Its logits are those of the probe path (`inference_path="probe"`, one forward pass), so the accuracy that
         goes with it is the probe's, not the sampled path's. A 1-channel student is exported with 3 input channels,
-        its first convolution's weight divided by 3 over each: the GenDD model's own channel averaging, so that RGB
-        images (as `pipeline("image-classification")` gives) work as they do on the GenDD model.
+        its first convolution's weight divided by 3 over each (`to_timm_classifier(in_chans=3)`): the GenDD model's
+        own channel averaging, so that RGB images (as `pipeline("image-classification")` gives) work as they do on
+        the GenDD model.
 
         Students from gendd_hf's CIFAR zoo (`cifar_*`) are known to timm only after `import gendd_hf`; loading
         their export needs that import first.
@@ -384,29 +469,14 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
         config = self.config
         model_args = {**config.student_kwargs, "in_chans": 3}
         exported = TimmWrapperForImageClassification(
-            TimmWrapperConfig(architecture=config.student_name, model_args=model_args, id2label=dict(config.id2label),
-                              pretrained_cfg=dict(config.pretrained_cfg))
-        )
-        timm_model = exported.timm_model
-        state = dict(self.student.state_dict())
-        if config.in_chans == 1:
-            first_conv = timm_model.pretrained_cfg.get("first_conv")
-            if not isinstance(first_conv, str):
-                raise ValueError(
-                    f"Cannot export the 1-channel student {config.student_name!r}: its timm pretrained_cfg names no "
-                    f"single first convolution (first_conv={first_conv!r}) to spread over 3 input channels."
-                )
-            weight = state[f"{first_conv}.weight"]
-            state[f"{first_conv}.weight"] = weight.repeat(1, 3, *[1] * (weight.dim() - 2)) / 3
-        classifier = timm_model.get_classifier()
-        if not isinstance(classifier, nn.Linear):
-            raise ValueError(
-                f"Cannot export {config.student_name!r}: its timm classifier is {type(classifier).__name__}, not the "
-                "nn.Linear that receives the probe."
+            TimmWrapperConfig(
+                architecture=config.student_name,
+                model_args=model_args,
+                id2label=dict(config.id2label),
+                pretrained_cfg=dict(config.pretrained_cfg),
             )
-        name = next(module_name for module_name, module in timm_model.named_modules() if module is classifier)
-        state.update({f"{name}.weight": self.probe.weight, f"{name}.bias": self.probe.bias})
-        timm_model.load_state_dict(state)  # strict: any other difference of layout is an error
+        )
+        exported.timm_model.load_state_dict(self.to_timm_classifier(in_chans=3).state_dict())
         exported.to(self.probe.weight.device).eval()
         exported.save_pretrained(save_directory)
         if not timm.models.model_entrypoint(config.student_name).__module__.startswith("timm."):
@@ -496,7 +566,7 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
             )
         student_features = self.extract_features(pixel_values)
         probe_logits = self.probe(student_features.detach())
-        loss = diffusion_loss = probe_loss = sampled_features = None
+        loss = diffusion_loss = probe_loss = None
         if return_loss and teacher_features is not None:
             diffusion_loss, probe_loss = self.compute_losses(student_features, probe_logits, teacher_features, labels)
             loss = diffusion_loss + probe_loss
@@ -504,10 +574,7 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
         logits = probe_logits
         path = inference_path or self.config.inference_path
         if not self.training and path != "probe":
-            if path != "sampled":
-                raise ValueError(f"Unknown inference_path {path!r}; choose 'sampled' or 'probe'.")
-            sampled_features = self.sample_features(student_features, generator=generator)
-            logits = self.classify_features(sampled_features)
+            logits = self.path_logits(student_features, path, generator=generator)
 
         output = GenDDImageClassifierOutput(
             loss=loss,
@@ -516,7 +583,6 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
             logits=logits,
             probe_logits=probe_logits,
             student_features=student_features,
-            sampled_features=sampled_features,
         )
         return output if return_dict else output.to_tuple()
 

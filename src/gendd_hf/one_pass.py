@@ -16,7 +16,6 @@ Usage (a saved model):
 import argparse
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 
@@ -61,8 +60,11 @@ class OnePassConfig:
 def target_logits(model, student_features: torch.Tensor, config: OnePassConfig) -> torch.Tensor:
     """The teacher classifier's logits of the head's estimate for student features `z` `(B, d_s)`."""
     features = model.sample_features(
-        student_features, num_inference_steps=config.num_inference_steps, guidance_scale=config.guidance_scale,
-        num_samples=config.num_samples, sampler=config.sampler,
+        student_features,
+        num_inference_steps=config.num_inference_steps,
+        guidance_scale=config.guidance_scale,
+        num_samples=config.num_samples,
+        sampler=config.sampler,
     )
     return model.classify_features(features)
 
@@ -79,8 +81,9 @@ def fit_linear(inputs: torch.Tensor, targets: torch.Tensor, ridge: float) -> tup
 
 
 @torch.no_grad()
-def distil_probe(model, pixel_batches: Iterable[torch.Tensor], config: OnePassConfig | None = None,
-                 gather=None) -> dict:
+def distil_probe(
+    model, pixel_batches: Iterable[torch.Tensor], config: OnePassConfig | None = None, gather=None
+) -> dict:
     """Refit `model.probe` to the head's estimate on the images of `pixel_batches`, in place.
 
     Args:
@@ -115,12 +118,16 @@ def distil_probe(model, pixel_batches: Iterable[torch.Tensor], config: OnePassCo
     fitted = model.probe(z)
     model.config.one_pass = asdict(config)
     model.train(was_training)
-    return {"num_images": len(z), "mse": (fitted - t).pow(2).mean().item(),
-            "top1_agreement": (fitted.argmax(-1) == t.argmax(-1)).float().mean().item(), **asdict(config)}
+    return {
+        "num_images": len(z),
+        "mse": (fitted - t).pow(2).mean().item(),
+        "top1_agreement": (fitted.argmax(-1) == t.argmax(-1)).float().mean().item(),
+        **asdict(config),
+    }
 
 
 def main(argv=None) -> dict:
-    from .bench.fast_sampling import load_eval_dataset
+    from .data import load_eval_dataset
     from .image_processing import build_image_processor
     from .modeling_gendd import GenDDForImageClassification
 
@@ -152,9 +159,11 @@ def main(argv=None) -> dict:
     model.save_pretrained(args.output_dir)
     if args.export:
         model.export_student(args.export)
-    print(f"one-pass probe fitted on {report['num_images']} images (top-1 agreement with the sampled "
-          f"path {100 * report['top1_agreement']:.2f}%); saved to {args.output_dir} with inference_path='probe'"
-          + (f", exported to {args.export}" if args.export else ""))
+    print(
+        f"one-pass probe fitted on {report['num_images']} images (top-1 agreement with the sampled "
+        f"path {100 * report['top1_agreement']:.2f}%); saved to {args.output_dir} with inference_path='probe'"
+        + (f", exported to {args.export}" if args.export else "")
+    )
     return report
 
 

@@ -39,8 +39,16 @@ class LogProgress:
         every_seconds (`float`, *optional*, defaults to 60): and at least this often, in seconds.
     """
 
-    def __init__(self, total: int | None = None, desc: str = "", unit: str = "it", file: IO | None = None,
-                 initial: int = 0, every_percent: float = 10, every_seconds: float = 60):
+    def __init__(
+        self,
+        total: int | None = None,
+        desc: str = "",
+        unit: str = "it",
+        file: IO | None = None,
+        initial: int = 0,
+        every_percent: float = 10,
+        every_seconds: float = 60,
+    ):
         self.total = total
         self.desc = desc
         self.unit = unit
@@ -92,8 +100,14 @@ class LogProgress:
         self._lines += 1
 
 
-def progress_bar(total: int | None = None, desc: str = "", unit: str = "it", disable: bool = False,
-                 file: IO | None = None, **tqdm_kwargs) -> "tqdm | LogProgress":
+def progress_bar(
+    total: int | None = None,
+    desc: str = "",
+    unit: str = "it",
+    disable: bool = False,
+    file: IO | None = None,
+    **tqdm_kwargs,
+) -> "tqdm | LogProgress":
     """A tqdm bar on a terminal; otherwise a [`LogProgress`] that writes a short line now and then. Both count with
     `update(n)` and end with `close()` (or a `with` block).
 

@@ -49,8 +49,9 @@ def step_decay_scheduler(
         )
     unknown = set(kwargs) - {"lr_decay_epochs", "lr_decay_rate"}
     if unknown:
-        raise ValueError(f"lr_scheduler_kwargs of the step schedule takes lr_decay_epochs and lr_decay_rate, not "
-                         f"{sorted(unknown)}.")
+        raise ValueError(
+            f"lr_scheduler_kwargs of the step schedule takes lr_decay_epochs and lr_decay_rate, not {sorted(unknown)}."
+        )
     schedule = StepDecay(
         num_training_steps=num_training_steps,
         num_train_epochs=args.num_train_epochs,

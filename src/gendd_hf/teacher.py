@@ -8,10 +8,11 @@ its generic API: `forward_features` then `forward_head(pre_logits=True)` for f, 
 
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any
 
 import timm
 import torch
+from datasets import ClassLabel
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
@@ -29,8 +30,8 @@ class TeacherOutput(ModelOutput):
             `features @ classifier_weight.T + classifier_bias`.
     """
 
-    features: Optional[torch.FloatTensor] = None
-    logits: Optional[torch.FloatTensor] = None
+    features: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
 
 
 class TimmTeacher(nn.Module):
@@ -47,7 +48,7 @@ class TimmTeacher(nn.Module):
             `from_timm` records it; `None` means unknown.
     """
 
-    def __init__(self, model: nn.Module, name: Optional[str] = None, weights: Optional[str] = None):
+    def __init__(self, model: nn.Module, name: str | None = None, weights: str | None = None):
         super().__init__()
         missing = [name for name in ("forward_features", "forward_head", "get_classifier") if not hasattr(model, name)]
         if missing:
@@ -73,7 +74,7 @@ class TimmTeacher(nn.Module):
         cls,
         model_name: str,
         pretrained: bool = True,
-        checkpoint_path: Optional[str | os.PathLike] = None,
+        checkpoint_path: str | os.PathLike | None = None,
         **timm_kwargs: Any,
     ) -> "TimmTeacher":
         """Creates the teacher with `timm.create_model`.
@@ -143,9 +144,39 @@ class TimmTeacher(nn.Module):
         features = self.model.forward_head(self.model.forward_features(pixel_values), pre_logits=True)
         return TeacherOutput(features=features, logits=self.classifier(features))
 
-    def data_config(self) -> Dict[str, Any]:
-        """The teacher's preprocessing (input size, interpolation, mean, std, crop) for timm's `create_transform`."""
-        return timm.data.resolve_model_data_config(self.model)
+    @property
+    def in_chans(self) -> int:
+        """Channels of the images the teacher (and so the student) reads: its first convolution's, else timm's."""
+        return first_conv_in_channels(self.model) or timm.data.resolve_model_data_config(self.model)["input_size"][0]
+
+    def data_config(self, image_size: int | None = None) -> dict[str, Any]:
+        """The preprocessing of a distillation run, for timm's `create_transform`: the teacher's input size,
+        interpolation, mean, std and crop, with its channel count (`in_chans`), at `image_size` if given.
+
+        Teacher and student read the same tensors, so this is the one source of a run's transforms and of the image
+        processor saved with the student. timm reports 3-channel values for a 1-channel model; they are averaged.
+        """
+        config = dict(timm.data.resolve_model_data_config(self.model))
+        height, width = config["input_size"][1:] if image_size is None else (image_size, image_size)
+        config["input_size"] = (self.in_chans, height, width)
+        if self.in_chans == 1:
+            config["mean"] = (float(sum(config["mean"]) / len(config["mean"])),)
+            config["std"] = (float(sum(config["std"]) / len(config["std"])),)
+        return config
+
+    def class_names(self, *datasets) -> list[str] | None:
+        """Class names for `id2label`: from a dataset's `ClassLabel` of the teacher's class count, else from timm's
+        ImageNet info of the teacher; `None` when neither names them."""
+        for dataset in datasets:
+            feature = (getattr(dataset, "features", None) or {}).get("label")
+            if isinstance(feature, ClassLabel) and feature.num_classes == self.num_classes:
+                return list(feature.names)
+        subset = timm.data.infer_imagenet_subset(self.model)
+        if subset:
+            names = timm.data.ImageNetInfo(subset).label_descriptions()
+            if len(names) == self.num_classes:
+                return names
+        return None
 
 
 def pretrained_weights_source(model: nn.Module) -> str | None:
@@ -164,7 +195,7 @@ def first_conv_in_channels(module: nn.Module) -> int | None:
     return next((m.in_channels for m in module.modules() if isinstance(m, nn.Conv2d)), None)
 
 
-def _load_safetensors(checkpoint_path: str | os.PathLike) -> Dict[str, torch.Tensor]:
+def _load_safetensors(checkpoint_path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not os.path.isfile(checkpoint_path):
         raise FileNotFoundError(f"Teacher checkpoint {checkpoint_path} does not exist (or is not a file).")
     try:
@@ -176,28 +207,9 @@ def _load_safetensors(checkpoint_path: str | os.PathLike) -> Dict[str, torch.Ten
         ) from error
 
 
-
-def timm_classifier(model, **timm_kwargs) -> nn.Module:
-    """`model`'s student with its linear probe as the timm classifier `timm.create_model(student_name,
-    num_classes=num_labels, **timm_kwargs)`, e.g. a teacher trained with `--method ce`."""
-    config = model.config
-    classifier = timm.create_model(config.student_name, pretrained=False, num_classes=config.num_labels, **timm_kwargs)
-    head = classifier.get_classifier()
-    if not isinstance(head, nn.Linear):
-        raise ValueError(f"{config.student_name} has a {type(head).__name__} classifier; a teacher needs a Linear one.")
-    head_names = {name for name, value in classifier.state_dict(keep_vars=True).items()
-                  if any(value is parameter for parameter in head.parameters())}
-    missing, unexpected = classifier.load_state_dict(model.student.state_dict(), strict=False)
-    if set(missing) != head_names or unexpected:
-        raise ValueError(
-            f"The trained {config.student_name} does not map onto timm's classifier: missing {missing}, unexpected "
-            f"{unexpected} (only the classifier {sorted(head_names)} should differ)."
-        )
-    with torch.no_grad():
-        head.weight.copy_(model.probe.weight)
-        head.bias.copy_(model.probe.bias)
-    return classifier.eval()
-
 __all__ = [
-    "first_conv_in_channels", "pretrained_weights_source", "timm_classifier", "TeacherOutput", "TimmTeacher",
+    "first_conv_in_channels",
+    "pretrained_weights_source",
+    "TeacherOutput",
+    "TimmTeacher",
 ]

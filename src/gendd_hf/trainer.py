@@ -20,7 +20,7 @@ A recipe is then a few lines::
 """
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 
@@ -29,28 +29,27 @@ from datasets import ClassLabel
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
-from transformers import EvalPrediction, ProgressCallback, Trainer
+from transformers import ProgressCallback, Trainer
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import HubStrategy, SaveStrategy, get_last_checkpoint
 from transformers.utils import SAFE_WEIGHTS_NAME, PushInProgress, logging
 
 from .callbacks import AdamBeta2Callback, LogProgressCallback
-from .configuration_gendd import INFERENCE_PATHS
+from .configuration_gendd import INFERENCE_PATHS, PROJECTION_PATH
 from .hub import HUB_CHECKPOINT, copy_model_files, download_checkpoint, upload_checkpoint, upload_model_folder
-from .losses import dkd_loss, kd_loss, soft_cross_entropy
-from .metrics import top_k_accuracy
+from .losses import GENDD_METHODS, UNSUPERVISED_METHODS, dkd_loss, kd_loss, soft_cross_entropy
+from .metrics import top_k_metrics
 from .model_card import ModelCardInfo, describe_teacher, write_model_card
 from .modeling_gendd import GenDDForImageClassification, GenDDImageClassifierOutput
 from .one_pass import OnePassConfig, distil_probe
 from .progress import is_terminal
 from .schedules import step_decay_scheduler
-from .teacher import TimmTeacher, first_conv_in_channels
-from .training_args import GENDD_METHODS, PROJECTION_PATH, UNSUPERVISED_METHODS, GenDDTrainingArguments
+from .teacher import TimmTeacher
+from .training_args import GenDDTrainingArguments
 
 
 logger = logging.get_logger(__name__)
 
-TOP_K = (1, 5)
 IGNORE_INDEX = -100
 """The label of an image without class (Hugging Face's ignore index): skipped by the cross-entropy of `ce`, `kd` and
 stage 1 in training without mixup; an error anywhere else."""
@@ -78,9 +77,7 @@ def as_teacher(teacher: TimmTeacher | nn.Module | str | None) -> TimmTeacher | N
         return TimmTeacher.from_timm(teacher)
     if isinstance(teacher, nn.Module):
         return TimmTeacher(teacher)
-    raise TypeError(
-        f"teacher must be a TimmTeacher, a timm model or a timm model name, got {type(teacher).__name__}."
-    )
+    raise TypeError(f"teacher must be a TimmTeacher, a timm model or a timm model name, got {type(teacher).__name__}.")
 
 
 def check_teacher(config, teacher: TimmTeacher) -> None:
@@ -169,9 +166,7 @@ def check_checkpoint(folder: str | os.PathLike) -> None:
         )
 
 
-def resolve_checkpoint(
-    resume_from_checkpoint: str | os.PathLike | bool | None, output_dir: str | None
-) -> str | None:
+def resolve_checkpoint(resume_from_checkpoint: str | os.PathLike | bool | None, output_dir: str | None) -> str | None:
     """The checkpoint folder that `resume_from_checkpoint` names, checked by [`check_checkpoint`]: the latest
     `checkpoint-N` of `output_dir` for `True` or one of the strings `LATEST_CHECKPOINT` (the command line passes
     strings only), else the folder given; `None` for `None` and `False`."""
@@ -206,22 +201,7 @@ def parameter_groups(model: nn.Module, weight_decay: float, head_weight_decay: f
         in_head = name.startswith("head.") and not name.startswith("head.condition_norm.")
         groups["head" if in_head else "decay"].append(parameter)
     decay = {"decay": weight_decay, "head": head_weight_decay}
-    return [
-        {"params": params, "weight_decay": decay[name], "name": name} for name, params in groups.items() if params
-    ]
-
-
-def top_k_metrics(eval_prediction: EvalPrediction, paths: Sequence[str]) -> dict[str, float]:
-    """`{path}_top1` and `{path}_top5` for each inference path, from the tuple of per-path logits."""
-    predictions = eval_prediction.predictions
-    predictions = predictions if isinstance(predictions, tuple) else (predictions,)
-    if len(predictions) != len(paths):
-        raise ValueError(f"Got {len(predictions)} logits arrays for the inference paths {list(paths)}.")
-    return {
-        f"{path}_{name}": value
-        for path, logits in zip(paths, predictions)
-        for name, value in top_k_accuracy(logits, eval_prediction.label_ids, TOP_K).items()
-    }
+    return [{"params": params, "weight_decay": decay[name], "name": name} for name, params in groups.items() if params]
 
 
 def prepare_model_for_method(
@@ -386,7 +366,7 @@ class GenDDTrainer(Trainer):
         super().__init__(model=model, args=args, **trainer_kwargs)
 
         self.teacher = None if teacher is None else self.accelerator.prepare_model(teacher, evaluation_mode=True)
-        self._teacher_in_chans = None if teacher is None else first_conv_in_channels(teacher)
+        self._teacher_in_chans = None if teacher is None else teacher.in_chans
         self.mixup_fn = mixup_fn
         self.model_card_fields = dict(model_card or {})
         if args.stage == "main":
@@ -427,8 +407,9 @@ class GenDDTrainer(Trainer):
                 "repository, but hub_model_id is not set: pass hub_model_id='namespace/name' (--hub_model_id)."
             )
         with self.args.main_process_first(local=True, desc=f"downloading a checkpoint of {repo_id}"):
-            return download_checkpoint(repo_id, path_in_repo or HUB_CHECKPOINT, revision=self.args.hub_revision,
-                                       token=self.args.hub_token)
+            return download_checkpoint(
+                repo_id, path_in_repo or HUB_CHECKPOINT, revision=self.args.hub_revision, token=self.args.hub_token
+            )
 
     def distil_probe(self) -> dict:
         """One-pass GenDD (`args.one_pass`): refit the probe to the sampled path on (up to 10,000 of) the training
@@ -499,7 +480,7 @@ class GenDDTrainer(Trainer):
             # The baselines and stage 1 classify the student feature with gradient into the backbone.
             outputs = model(pixel_values=pixel_values, return_loss=False, inference_path="probe")
             if args.stage == "pretrain":
-                logits = unwrapped.classify_features(unwrapped.feature_projection(outputs.student_features))
+                logits = unwrapped.path_logits(outputs.student_features, PROJECTION_PATH)
                 target = labels if labels is not None else teacher_logits.softmax(dim=-1)
                 terms = {"ce_loss": soft_cross_entropy(logits, target)}
             else:
@@ -660,8 +641,11 @@ class GenDDTrainer(Trainer):
             or None
             for path in INFERENCE_PATHS
         }
-        schedule = {"steps": state.global_step} if args.max_steps > 0 else {
-            "epochs": None if state.epoch is None else round(state.epoch, 2)}
+        schedule = (
+            {"steps": state.global_step}
+            if args.max_steps > 0
+            else {"epochs": None if state.epoch is None else round(state.epoch, 2)}
+        )
         notes = (
             f"Stage `{args.stage}`, {state.global_step} optimizer steps on {args.world_size} process(es); warm-up "
             f"{args.warmup_steps} (steps, or a fraction of training); weight decay {args.weight_decay} "
@@ -724,8 +708,12 @@ class GenDDTrainer(Trainer):
         self.create_model_card(**card_fields)
         self._finish_current_push()
         return upload_model_folder(
-            self.args.output_dir, self.hub_model_id, token=token, revision=revision or self.args.hub_revision,
-            commit_message=commit_message, run_as_future=not blocking,
+            self.args.output_dir,
+            self.hub_model_id,
+            token=token,
+            revision=revision or self.args.hub_revision,
+            commit_message=commit_message,
+            run_as_future=not blocking,
         )
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
@@ -748,8 +736,11 @@ class GenDDTrainer(Trainer):
         jobs = [upload_model_folder(args.output_dir, self.hub_model_id, commit_message=message, **hub)]
         if args.hub_strategy in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
             path = HUB_CHECKPOINT if args.hub_strategy == HubStrategy.CHECKPOINT else Path(checkpoint_folder).name
-            jobs.append(upload_checkpoint(checkpoint_folder, self.hub_model_id, path,
-                                          commit_message=f"{message}, checkpoint", **hub))
+            jobs.append(
+                upload_checkpoint(
+                    checkpoint_folder, self.hub_model_id, path, commit_message=f"{message}, checkpoint", **hub
+                )
+            )
         if self.push_in_progress is None or self.push_in_progress.is_done():
             self.push_in_progress = PushInProgress(jobs)
         else:
@@ -785,20 +776,17 @@ class GenDDTrainer(Trainer):
         return loss, logits, labels
 
     def _path_logits(self, model: GenDDForImageClassification, path: str, student_features: torch.Tensor):
-        if path == "probe":
-            return model.probe(student_features)
-        if path == PROJECTION_PATH:
-            return model.classify_features(model.feature_projection(student_features))
+        """`model.path_logits` with the evaluation's sampling settings (`eval_*` arguments)."""
         args = self.args
-        features = model.sample_features(
+        return model.path_logits(
             student_features,
+            path,
             num_inference_steps=args.eval_num_inference_steps,
             guidance_scale=args.eval_guidance_scale,
             num_samples=args.eval_num_samples,
             sampler=args.eval_sampler,
             seed=args.eval_seed,
         )
-        return model.classify_features(features)
 
 
 __all__ = [
@@ -814,5 +802,4 @@ __all__ = [
     "parameter_groups",
     "prepare_model_for_method",
     "resolve_checkpoint",
-    "top_k_metrics",
 ]

@@ -7,20 +7,13 @@ import torch
 from transformers import TrainingArguments
 from transformers.utils import logging
 
-from .configuration_gendd import INFERENCE_PATHS, SAMPLERS
-from .losses import DKD_DEFAULTS
+from .configuration_gendd import INFERENCE_PATHS, PROJECTION_PATH, SAMPLERS
+from .losses import DKD_DEFAULTS, GENDD_METHODS, METHODS, UNSUPERVISED_METHODS
 
 
-METHODS = ("ce", "kd", "dkd", "kl_unsup", "gendd", "gendd_unsup")
-"""`ce`: the student alone; `kd`: Hinton KD; `dkd`: decoupled KD; `kl_unsup`: KL to the teacher without labels;
-`gendd`: Generative Distribution Distillation; `gendd_unsup`: GenDD without labels (contraction lambda 0)."""
-GENDD_METHODS = ("gendd", "gendd_unsup")
-UNSUPERVISED_METHODS = ("kl_unsup", "gendd_unsup")
 STAGES = ("main", "pretrain")
 """`pretrain`: GenDD's stage 1 (student -> linear projection -> frozen teacher classifier, cross-entropy);
 `main`: the method itself (stage 2 of GenDD)."""
-PROJECTION_PATH = "projection"
-"""Name of stage 1's inference path, `classify_features(feature_projection(z))`, in metric names."""
 
 logger = logging.get_logger(__name__)
 
@@ -61,21 +54,23 @@ class GenDDTrainingArguments(TrainingArguments):
     kd_temperature: float = field(
         default=4.0, metadata={"help": "Softening temperature T of the `kd` and `kl_unsup` losses."}
     )
-    dkd_preset: str = field(
+    dkd_defaults: str = field(
         default="imagenet",
         metadata={"help": "Published DKD settings the dkd_* options default to.", "choices": sorted(DKD_DEFAULTS)},
     )
-    dkd_alpha: float | None = field(default=None, metadata={"help": "DKD weight of TCKD (default: dkd_preset's)."})
-    dkd_beta: float | None = field(default=None, metadata={"help": "DKD weight of NCKD (default: dkd_preset's)."})
-    dkd_temperature: float | None = field(default=None, metadata={"help": "DKD temperature (default: dkd_preset's)."})
+    dkd_alpha: float | None = field(default=None, metadata={"help": "DKD weight of TCKD (default: dkd_defaults's)."})
+    dkd_beta: float | None = field(default=None, metadata={"help": "DKD weight of NCKD (default: dkd_defaults's)."})
+    dkd_temperature: float | None = field(default=None, metadata={"help": "DKD temperature (default: dkd_defaults's)."})
     dkd_warmup_epochs: float | None = field(
-        default=None, metadata={"help": "Epochs over which the DKD loss ramps in (default: dkd_preset's)."}
+        default=None, metadata={"help": "Epochs over which the DKD loss ramps in (default: dkd_defaults's)."}
     )
     adam_beta2_start: float = field(default=0.95, metadata={"help": "AdamW beta2 at the first step."})
     adam_beta2_end: float = field(default=0.999, metadata={"help": "AdamW beta2 at the last step (cosine ramp)."})
     head_weight_decay: float = field(
         default=0.0,
-        metadata={"help": "Weight decay of the diffusion head (0 in GenDD; its condition LayerNorm takes weight_decay)."},
+        metadata={
+            "help": "Weight decay of the diffusion head (0 in GenDD; its condition LayerNorm takes weight_decay)."
+        },
     )
     eval_inference_paths: list[str] = field(
         default_factory=lambda: list(INFERENCE_PATHS),
@@ -97,13 +92,16 @@ class GenDDTrainingArguments(TrainingArguments):
         default=None, metadata={"help": f"Sampler in evaluation, one of {list(SAMPLERS)} (default: the model's)."}
     )
     eval_seed: int | None = field(
-        default=None, metadata={"help": "Seed of the sampling noise in evaluation (default: the model's sampling seed)."}
+        default=None,
+        metadata={"help": "Seed of the sampling noise in evaluation (default: the model's sampling seed)."},
     )
     one_pass: bool = field(
         default=False,
-        metadata={"help": "After GenDD training, refit the probe to the sampled path (one sample per image, up to "
-                          "10,000 training images (gendd_hf.one_pass), so the probe path and export_student() give the "
-                          "sampled path's answer in one student forward pass."},
+        metadata={
+            "help": "After GenDD training, refit the probe to the sampled path (one sample per image, up to "
+            "10,000 training images (gendd_hf.one_pass), so the probe path and export_student() give the "
+            "sampled path's answer in one student forward pass."
+        },
     )
     one_pass_guidance_scale: float | None = field(
         default=None, metadata={"help": "Guidance scale of the sampled path one_pass distils (default: the model's)."}
@@ -119,8 +117,10 @@ class GenDDTrainingArguments(TrainingArguments):
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule (cosine in GenDD)."})
     weight_decay: float = field(
         default=0.05,
-        metadata={"help": "AdamW weight decay of every trained parameter outside the diffusion head (norms and biases "
-                          "too, as in the GenDD code)."},
+        metadata={
+            "help": "AdamW weight decay of every trained parameter outside the diffusion head (norms and biases "
+            "too, as in the GenDD code)."
+        },
     )
     max_grad_norm: float = field(
         default=0.0, metadata={"help": "Gradient clipping norm; 0 (the default) clips nothing, as the GenDD code."}
@@ -133,8 +133,10 @@ class GenDDTrainingArguments(TrainingArguments):
     )
     resume_from_checkpoint: str | None = field(
         default=None,
-        metadata={"help": "A checkpoint-N folder to resume training from, or 'latest' (or 'true') for the latest one "
-                          "in output_dir."},
+        metadata={
+            "help": "A checkpoint-N folder to resume training from, or 'latest' (or 'true') for the latest one "
+            "in output_dir."
+        },
     )
 
     def __post_init__(self):
@@ -156,7 +158,7 @@ class GenDDTrainingArguments(TrainingArguments):
         check("method", self.method in METHODS, f"use one of {list(METHODS)}")
         check("stage", self.stage in STAGES, f"use one of {list(STAGES)}")
         check("kd_temperature", self.kd_temperature > 0, "use a temperature > 0")
-        check("dkd_preset", self.dkd_preset in DKD_DEFAULTS, f"use one of {sorted(DKD_DEFAULTS)}")
+        check("dkd_defaults", self.dkd_defaults in DKD_DEFAULTS, f"use one of {sorted(DKD_DEFAULTS)}")
         for name in ("dkd_alpha", "dkd_beta"):
             check(name, getattr(self, name) is None or getattr(self, name) >= 0, "use a weight >= 0")
         for name in ("dkd_temperature", "dkd_warmup_epochs"):
@@ -171,14 +173,26 @@ class GenDDTrainingArguments(TrainingArguments):
         )
         for name in ("eval_num_inference_steps", "eval_num_samples"):
             check(name, getattr(self, name) is None or getattr(self, name) >= 1, "use an integer >= 1 or None")
-        check("eval_guidance_scale", self.eval_guidance_scale is None or self.eval_guidance_scale >= 0,
-              "use a value >= 0 or None")
-        check("eval_sampler", self.eval_sampler is None or self.eval_sampler in SAMPLERS,
-              f"use one of {list(SAMPLERS)} or None")
-        check("one_pass", not self.one_pass or (self.method in GENDD_METHODS and self.stage == "main"),
-              f"one_pass distils the diffusion head: use it with method in {list(GENDD_METHODS)} and stage='main'")
-        check("one_pass_guidance_scale", self.one_pass_guidance_scale is None or self.one_pass_guidance_scale >= 0,
-              "use a value >= 0 or None")
+        check(
+            "eval_guidance_scale",
+            self.eval_guidance_scale is None or self.eval_guidance_scale >= 0,
+            "use a value >= 0 or None",
+        )
+        check(
+            "eval_sampler",
+            self.eval_sampler is None or self.eval_sampler in SAMPLERS,
+            f"use one of {list(SAMPLERS)} or None",
+        )
+        check(
+            "one_pass",
+            not self.one_pass or (self.method in GENDD_METHODS and self.stage == "main"),
+            f"one_pass distils the diffusion head: use it with method in {list(GENDD_METHODS)} and stage='main'",
+        )
+        check(
+            "one_pass_guidance_scale",
+            self.one_pass_guidance_scale is None or self.one_pass_guidance_scale >= 0,
+            "use a value >= 0 or None",
+        )
 
     @property
     def uses_labels(self) -> bool:
@@ -220,14 +234,14 @@ class GenDDTrainingArguments(TrainingArguments):
 
     @property
     def dkd_kwargs(self) -> dict[str, float]:
-        """`dkd_loss` keyword arguments: `dkd_preset`'s published values with the `dkd_*` options on top."""
+        """`dkd_loss` keyword arguments: `dkd_defaults`'s published values with the `dkd_*` options on top."""
         overrides = {
             "alpha": self.dkd_alpha,
             "beta": self.dkd_beta,
             "temperature": self.dkd_temperature,
             "warmup_epochs": self.dkd_warmup_epochs,
         }
-        return {**DKD_DEFAULTS[self.dkd_preset], **{k: v for k, v in overrides.items() if v is not None}}
+        return {**DKD_DEFAULTS[self.dkd_defaults], **{k: v for k, v in overrides.items() if v is not None}}
 
 
-__all__ = ["GENDD_METHODS", "METHODS", "PROJECTION_PATH", "STAGES", "UNSUPERVISED_METHODS", "GenDDTrainingArguments"]
+__all__ = ["STAGES", "GenDDTrainingArguments"]

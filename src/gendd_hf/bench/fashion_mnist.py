@@ -31,19 +31,22 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import save_file
-from timm.models import save_for_hf
 from torch.utils.data import Dataset
 
 from ..configuration_gendd import GenDDConfig
-from ..data import FASHION_MNIST_LABEL_NAMES, load_digits_unlabeled, load_fashion_mnist, shot_accuracy, shot_groups
+from ..data import FASHION_MNIST_LABEL_NAMES, load_digits_unlabeled, load_fashion_mnist
 from ..data.long_tail import long_tailed_class_counts
+from ..losses import GENDD_METHODS
+from ..metrics import shot_accuracy, shot_groups, top1
 from ..model_card import ModelCardInfo, write_model_card
 from ..modeling_gendd import GenDDForImageClassification
 from ..one_pass import distil_probe
 from ..progress import progress_bar
-from ..teacher import TimmTeacher, timm_classifier
+from ..teacher import TimmTeacher
+from ..teacher_training import save_timm_classifier, train_timm_classifier
 from ..trainer import GenDDTrainer
-from ..training_args import GENDD_METHODS, GenDDTrainingArguments
+from ..training_args import GenDDTrainingArguments
+
 
 MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST pixel statistics
 
@@ -85,8 +88,17 @@ class BenchSettings:
 BENCH_GENDD_METHODS = (*GENDD_METHODS, "gendd_full")
 
 # The smoke run: 3,000 training images in batches of 64 (47 steps an epoch; 3 epochs for the students).
-QUICK = dict(teacher_epochs=1.0, epochs=3.0, batch_size=64, train_size=3000, test_size=1000, sampled_eval_size=100,
-             num_inference_steps=16, num_samples=2, seeds=(0,))
+QUICK = dict(
+    teacher_epochs=1.0,
+    epochs=3.0,
+    batch_size=64,
+    train_size=3000,
+    test_size=1000,
+    sampled_eval_size=100,
+    num_inference_steps=16,
+    num_samples=2,
+    seeds=(0,),
+)
 
 
 class ArrayDataset(Dataset):
@@ -163,32 +175,45 @@ def fingerprint(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+# The unused diffusion head of the teacher's training (`method="ce"`), larger than `UNUSED_HEAD`: the cached teachers
+# were trained with it, and a head of another size draws other random numbers before the probe's initialisation.
+TEACHER_HEAD = {"teacher_feature_dim": 64, "token_dim": 64, "head_width": 8, "head_depth": 1}
+
+
 def get_teacher(settings: BenchSettings, arrays: dict, cache_dir: Path, log) -> TimmTeacher:
     """Train the teacher with `--method ce` once; later runs with the same settings load it (safetensors). It is also
     written to `cache_dir/teacher` as a timm model folder with its preprocessing, which the recipes load with
     `--teacher_name local-dir:cache/fashion_mnist/teacher` (docs/recipes.md): the teacher of the latest run."""
-    key = fingerprint({"teacher": settings.teacher_name, "epochs": settings.teacher_epochs,
-                       "train_size": settings.train_size, "lr": settings.learning_rate,
-                       "batch_size": settings.batch_size, **({"bf16": True} if settings.bf16 else {})})
+    key = fingerprint(
+        {
+            "teacher": settings.teacher_name,
+            "epochs": settings.teacher_epochs,
+            "train_size": settings.train_size,
+            "lr": settings.learning_rate,
+            "batch_size": settings.batch_size,
+            **({"bf16": True} if settings.bf16 else {}),
+        }
+    )
     path = cache_dir / f"teacher-{settings.teacher_name}-{key}.safetensors"
     kwargs = {"in_chans": 1, "num_classes": 10}
     if path.exists():
         log(f"teacher: reusing {path}")
     else:
         log(f"teacher: training {settings.teacher_name} for {settings.teacher_epochs} epochs (cached afterwards)")
-        # `ce` trains only the backbone and probe; the head sizes are placeholders.
-        config = GenDDConfig(student_name=settings.teacher_name, student_kwargs={"in_chans": 1},
-                             teacher_feature_dim=64, token_dim=64, head_width=8, head_depth=1,
-                             id2label=dict(enumerate(FASHION_MNIST_LABEL_NAMES)))
-        model = GenDDForImageClassification(config)
         train = ArrayDataset(pixel_values=arrays["train_pixels"], labels=arrays["train_labels"])
         args = training_args(cache_dir / "teacher-run", "ce", settings.teacher_epochs, 0, settings)
-        GenDDTrainer(model, args, train_dataset=train).train()
+        classifier = train_timm_classifier(
+            settings.teacher_name,
+            FASHION_MNIST_LABEL_NAMES,
+            args,
+            train,
+            timm_kwargs={"in_chans": 1},
+            unused_head=TEACHER_HEAD,
+        ).classifier
         cache_dir.mkdir(parents=True, exist_ok=True)
-        save_file(timm_classifier(model, in_chans=1).state_dict(), str(path))
+        save_file(classifier.state_dict(), str(path))
     teacher = TimmTeacher.from_timm(settings.teacher_name, checkpoint_path=str(path), **kwargs)
-    save_for_hf(teacher.model, str(cache_dir / "teacher"), model_config={"label_names": FASHION_MNIST_LABEL_NAMES},
-                data_config=DATA_CONFIG, safe_serialization=True)
+    save_timm_classifier(teacher.model, cache_dir / "teacher", FASHION_MNIST_LABEL_NAMES, DATA_CONFIG)
     return teacher
 
 
@@ -200,52 +225,58 @@ def teacher_outputs(teacher: TimmTeacher, pixels: torch.Tensor, batch_size: int 
 
 
 # timm's data config of the benchmark's evaluation transform: 28x28 grayscale, normalised; no resize or crop.
-DATA_CONFIG = {"input_size": (1, 28, 28), "interpolation": "bilinear", "mean": (MEAN,), "std": (STD,),
-               "crop_pct": 1.0, "crop_mode": "center"}
+DATA_CONFIG = {
+    "input_size": (1, 28, 28),
+    "interpolation": "bilinear",
+    "mean": (MEAN,),
+    "std": (STD,),
+    "crop_pct": 1.0,
+    "crop_mode": "center",
+}
 
 
 def new_student(settings: BenchSettings, method: str, teacher: TimmTeacher) -> GenDDForImageClassification:
     """A fresh student for `method`, holding the teacher classifier and the benchmark's sampling settings."""
-    config = GenDDConfig(
+    config = GenDDConfig.from_teacher(
+        teacher,
+        FASHION_MNIST_LABEL_NAMES,
         student_name=settings.student_name,
         student_kwargs={"in_chans": 1},
-        teacher_feature_dim=teacher.feature_dim,
         token_dim=settings.token_dim,
         head_width=settings.head_width,
         diffusion_batch_mul=settings.diffusion_batch_mul,
         contraction=0.0 if method == "gendd_unsup" else settings.contraction,
         inference_path="sampled" if method in BENCH_GENDD_METHODS else "probe",
         pretrained_cfg=DATA_CONFIG,
-        id2label=dict(enumerate(FASHION_MNIST_LABEL_NAMES)),
     )
     model = GenDDForImageClassification(config)
     model.set_teacher_classifier(teacher.classifier_weight, teacher.classifier_bias)
     model.sampling_config = model.sampling_config.update(
-        num_inference_steps=settings.num_inference_steps, guidance_scale=settings.guidance_scale,
+        num_inference_steps=settings.num_inference_steps,
+        guidance_scale=settings.guidance_scale,
         num_samples=settings.num_samples,
     )
     return model
 
 
 @torch.no_grad()
-def predict(model: GenDDForImageClassification, pixels: torch.Tensor, path: str, seed: int = 0,
-            batch_size: int = 500, **sampling) -> torch.Tensor:
+def predict(
+    model: GenDDForImageClassification,
+    pixels: torch.Tensor,
+    path: str,
+    seed: int = 0,
+    batch_size: int = 500,
+    **sampling,
+) -> torch.Tensor:
     """Logits of one inference path over `pixels`, batched; each image's sampling noise seeded by `seed`."""
     model.eval()
     logits = []
     with progress_bar(total=len(pixels), desc=f"{path} path", unit="img", disable=path == "probe") as progress:
         for i in range(0, len(pixels), batch_size):
             batch = pixels[i : i + batch_size]
-            if path == "probe":
-                logits.append(model(batch, inference_path="probe").logits)
-            else:
-                logits.append(model.classify_features(model.generate_features(batch, seed=seed, **sampling)))
+            logits.append(model.path_logits(model.extract_features(batch), path, seed=seed, **sampling))
             progress.update(len(batch))
     return torch.cat(logits)
-
-
-def top1(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    return (logits.argmax(-1) == labels).float().mean().item()
 
 
 def train_student(method, seed, train, steps, settings, teacher, output_dir) -> GenDDForImageClassification:
@@ -258,14 +289,24 @@ def train_student(method, seed, train, steps, settings, teacher, output_dir) -> 
     stages = [(method, "main", steps, None)]
     if method == "gendd_full":
         stage1_steps = round(steps * settings.stage1_fraction)
-        stages = [("gendd", "pretrain", stage1_steps, None), ("gendd", "main", steps - stage1_steps, run_dir / "stage1")]
+        stages = [
+            ("gendd", "pretrain", stage1_steps, None),
+            ("gendd", "main", steps - stage1_steps, run_dir / "stage1"),
+        ]
     for stage_method, stage, stage_steps, init_from in stages:
         if init_from is not None:
             torch.manual_seed(seed)
             model = new_student(settings, method, teacher)
         epochs = stage_steps * settings.batch_size / len(train)
-        args = training_args(run_dir, stage_method, epochs, seed, settings, stage=stage,
-                             init_from=None if init_from is None else str(init_from))
+        args = training_args(
+            run_dir,
+            stage_method,
+            epochs,
+            seed,
+            settings,
+            stage=stage,
+            init_from=None if init_from is None else str(init_from),
+        )
         GenDDTrainer(model, args, train_dataset=train).train()
         if stage == "pretrain":
             model.save_pretrained(run_dir / "stage1")
@@ -281,7 +322,7 @@ def run_method(method, seed, train, steps, data, settings, teacher, output_dir, 
     probe_logits = predict(model, data["test_pixels"], "probe")
     record["probe_images_per_second"] = len(probe_logits) / (time.perf_counter() - start)
     record["probe_top1"] = top1(probe_logits, data["test_labels"])
-    record["probe_predictions"] = probe_logits.argmax(-1)
+    record["probe_logits"] = probe_logits
     subset = slice(0, settings.sampled_eval_size)
     if method in BENCH_GENDD_METHODS:
         start = time.perf_counter()
@@ -290,8 +331,7 @@ def run_method(method, seed, train, steps, data, settings, teacher, output_dir, 
         record["sampled_top1"] = top1(sampled_logits, data["test_labels"][subset])
         record["sampled_predictions"] = sampled_logits.argmax(-1)
         record["probe_top1_on_subset"] = top1(probe_logits[subset], data["test_labels"][subset])
-    log(f"{method:12s} seed {seed}: " + ", ".join(
-        f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float)))
+    log(f"{method:12s} seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float)))
     return record, model
 
 
@@ -308,8 +348,11 @@ def prepare(settings: BenchSettings, cache_dir: Path, log):
 
 
 def train_set(data: dict, name: str, indices=None) -> ArrayDataset:
-    columns = {"pixel_values": data[f"{name}_pixels"], "teacher_features": data[f"{name}_features"],
-               "teacher_logits": data[f"{name}_logits"]}
+    columns = {
+        "pixel_values": data[f"{name}_pixels"],
+        "teacher_features": data[f"{name}_features"],
+        "teacher_logits": data[f"{name}_logits"],
+    }
     if f"{name}_labels" in data:
         columns["labels"] = data[f"{name}_labels"]
     dataset = ArrayDataset(**columns)
@@ -327,8 +370,10 @@ def summarize(records: list[dict], keys=("probe_top1", "sampled_top1", "train_se
         for key in keys + tuple(k for k in rows[0] if k.startswith("shot_")):
             values = [row[key] for row in rows if key in row]
             if values:
-                entry[key] = {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1
-                              else 0.0}
+                entry[key] = {
+                    "mean": float(np.mean(values)),
+                    "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                }
         summary[f"{setting}/{method}"] = entry
     return summary
 
@@ -388,24 +433,26 @@ def plot(summary: dict, output_dir: Path) -> Path:
     return path
 
 
-
 def save_student(model: GenDDForImageClassification, folder: Path) -> Path:
     model.save_pretrained(folder)  # config.json carries the image processor (DATA_CONFIG)
     return folder
 
 
-def student_card(model: GenDDForImageClassification, settings: BenchSettings, record: dict,
-                 teacher_top1: float) -> ModelCardInfo:
+def student_card(
+    model: GenDDForImageClassification, settings: BenchSettings, record: dict, teacher_top1: float
+) -> ModelCardInfo:
     """A saved GenDD student's model card: both paths' accuracy and the schedule."""
-    notes = (f"Trained on this library's CPU benchmark (`python -m gendd_hf.bench.fashion_mnist`), seed "
-             f"{record['seed']}: 28x28 grayscale, no augmentation, teacher outputs computed once. Head width "
-             f"{settings.head_width}, multiplier {settings.diffusion_batch_mul} (CPU choices). The probe path is "
-             f"scored on the 10,000 test images, the sampled path on the first {settings.sampled_eval_size}.")
+    notes = (
+        f"Trained on this library's CPU benchmark (`python -m gendd_hf.bench.fashion_mnist`), seed "
+        f"{record['seed']}: 28x28 grayscale, no augmentation, teacher outputs computed once. Head width "
+        f"{settings.head_width}, multiplier {settings.diffusion_batch_mul} (CPU choices). The probe path is "
+        f"scored on the 10,000 test images, the sampled path on the first {settings.sampled_eval_size}."
+    )
     return ModelCardInfo.from_model(
         model,
         model_name=f"gendd-{settings.student_name}-fashion-mnist",
         teacher=f"timm `{settings.teacher_name}` trained here on Fashion-MNIST ({settings.teacher_epochs:g} epochs, "
-                f"{100 * teacher_top1:.2f} top-1)",
+        f"{100 * teacher_top1:.2f} top-1)",
         dataset="zalando-datasets/fashion_mnist",
         dataset_name="Fashion-MNIST",
         method="gendd",
@@ -426,9 +473,14 @@ def one_pass_record(model: GenDDForImageClassification, record: dict, data: dict
     report = distil_probe(model, (pixels[i : i + 1000] for i in range(0, len(pixels), 1000)))
     seconds = time.perf_counter() - start
     logits = predict(model, data["test_pixels"], "probe")
-    one_pass = {"method": "gendd_one_pass", "seed": record["seed"], "fit_seconds": seconds,
-                "train_seconds": record["train_seconds"] + seconds, "probe_top1": top1(logits, data["test_labels"]),
-                "fit_top1_agreement": report["top1_agreement"]}
+    one_pass = {
+        "method": "gendd_one_pass",
+        "seed": record["seed"],
+        "fit_seconds": seconds,
+        "train_seconds": record["train_seconds"] + seconds,
+        "probe_top1": top1(logits, data["test_labels"]),
+        "fit_top1_agreement": report["top1_agreement"],
+    }
     sampled = record["sampled_predictions"]
     one_pass["agreement_with_sampled"] = (logits[: len(sampled)].argmax(-1) == sampled).float().mean().item()
     log(f"gendd_one_pass seed {record['seed']}: probe_top1 {one_pass['probe_top1']:.4f}, fit {seconds:.1f}s")
@@ -464,14 +516,14 @@ def run(command: str, settings: BenchSettings, output_dir: Path, cache_dir: Path
     records, saved = [], []
     for seed in settings.seeds:
         for setting, method, train in runs:
-            record, model = run_method(method, seed, train, steps, data, settings, teacher,
-                                       output_dir / "runs" / setting, log)
+            record, model = run_method(
+                method, seed, train, steps, data, settings, teacher, output_dir / "runs" / setting, log
+            )
             record["setting"] = setting
             if setting == "long_tailed":
-                predictions = record["probe_predictions"].numpy()
-                accuracy = shot_accuracy(predictions, data["test_labels"].numpy(), groups)
+                accuracy = shot_accuracy(record["probe_logits"], data["test_labels"].numpy(), groups)
                 record.update({f"shot_{k}": float(v) for k, v in accuracy.items() if k != "overall"})
-            record.pop("probe_predictions")
+            record.pop("probe_logits")
             if setting == "fashion_mnist" and method == "gendd":
                 name = "gendd-student" + ("" if seed == settings.seeds[0] else f"-seed{seed}")
                 saved.append(save_student(model, output_dir / name))
@@ -482,15 +534,23 @@ def run(command: str, settings: BenchSettings, output_dir: Path, cache_dir: Path
                 one_pass = {**one_pass_record(model, record, data, log), "setting": setting}
             record.pop("sampled_predictions", None)
             records += [record] + ([one_pass] if one_pass else [])
-    results = {"command": command, "settings": asdict(settings), "teacher_top1": teacher_top1,
-               "optimizer_steps_per_run": steps, "records": records, "summary": summarize(records),
-               "train_wall_seconds": time.perf_counter() - started}
+    results = {
+        "command": command,
+        "settings": asdict(settings),
+        "teacher_top1": teacher_top1,
+        "optimizer_steps_per_run": steps,
+        "records": records,
+        "summary": summarize(records),
+        "train_wall_seconds": time.perf_counter() - started,
+    }
     if command == "bench":
         results["long_tailed_class_counts"] = lt_counts
     write_results(results, settings, output_dir, log)
     if saved:
-        log(f"load the student: AutoModelForImageClassification.from_pretrained({str(saved[0])!r}) after "
-            "`import gendd_hf`")
+        log(
+            f"load the student: AutoModelForImageClassification.from_pretrained({str(saved[0])!r}) after "
+            "`import gendd_hf`"
+        )
     return results
 
 
@@ -510,14 +570,29 @@ def run_budget(settings: BenchSettings, output_dir: Path, cache_dir: Path) -> di
     seed, records = settings.seeds[0], []
     for multiplier in BUDGET_MULTIPLIERS:
         for method in BUDGET_METHODS:
-            record, _ = run_method(method, seed, full, base_steps * multiplier, data, settings, teacher,
-                                   output_dir / "runs" / f"x{multiplier}", log)
-            record.pop("probe_predictions")
+            record, _ = run_method(
+                method,
+                seed,
+                full,
+                base_steps * multiplier,
+                data,
+                settings,
+                teacher,
+                output_dir / "runs" / f"x{multiplier}",
+                log,
+            )
+            record.pop("probe_logits")
             record.pop("sampled_predictions", None)
             records.append({**record, "multiplier": multiplier, "steps": base_steps * multiplier})
-    results = {"command": "budget", "settings": asdict(settings), "base_steps": base_steps, "seed": seed,
-               "teacher_top1": top1(data["teacher_test_logits"], data["test_labels"]), "records": records,
-               "wall_seconds": time.perf_counter() - started}
+    results = {
+        "command": "budget",
+        "settings": asdict(settings),
+        "base_steps": base_steps,
+        "seed": seed,
+        "teacher_top1": top1(data["teacher_test_logits"], data["test_labels"]),
+        "records": records,
+        "wall_seconds": time.perf_counter() - started,
+    }
     (output_dir / "budget.json").write_text(json.dumps(results, indent=2))
     table = budget_table(results, settings)
     (output_dir / "budget.md").write_text(table)
@@ -528,16 +603,21 @@ def run_budget(settings: BenchSettings, output_dir: Path, cache_dir: Path) -> di
 
 
 def budget_table(results: dict, settings: BenchSettings) -> str:
-    lines = [f"Fashion-MNIST, seed {results['seed']}, teacher `{settings.teacher_name}` "
-             f"{results['teacher_top1'] * 100:.2f} top-1. Steps: optimizer steps at batch {settings.batch_size} "
-             f"({results['base_steps']} = the bench's). Probe: all test images; sampled: the first "
-             f"{settings.sampled_eval_size}, the paper's sampler. gendd_full: stage 1 for "
-             f"{settings.stage1_fraction:.3g} of the steps, then GenDD.", "",
-             "| method | steps | probe top-1 | sampled top-1 | train s |", "|---|---|---|---|---|"]
+    lines = [
+        f"Fashion-MNIST, seed {results['seed']}, teacher `{settings.teacher_name}` "
+        f"{results['teacher_top1'] * 100:.2f} top-1. Steps: optimizer steps at batch {settings.batch_size} "
+        f"({results['base_steps']} = the bench's). Probe: all test images; sampled: the first "
+        f"{settings.sampled_eval_size}, the paper's sampler. gendd_full: stage 1 for "
+        f"{settings.stage1_fraction:.3g} of the steps, then GenDD.",
+        "",
+        "| method | steps | probe top-1 | sampled top-1 | train s |",
+        "|---|---|---|---|---|",
+    ]
     for r in results["records"]:
         sampled = f"{r['sampled_top1'] * 100:.2f}" if "sampled_top1" in r else "-"
-        lines.append(f"| {r['method']} | {r['steps']} | {r['probe_top1'] * 100:.2f} | {sampled} | "
-                     f"{r['train_seconds']:.0f} |")
+        lines.append(
+            f"| {r['method']} | {r['steps']} | {r['probe_top1'] * 100:.2f} | {sampled} | {r['train_seconds']:.0f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -576,8 +656,11 @@ def write_results(results: dict, settings: BenchSettings, output_dir: Path, log)
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["demo", "bench", "budget"],
-                        help="budget: kd, dkd and the full GenDD recipe at 1x, 2x and 4x the steps")
+    parser.add_argument(
+        "command",
+        choices=["demo", "bench", "budget"],
+        help="budget: kd, dkd and the full GenDD recipe at 1x, 2x and 4x the steps",
+    )
     parser.add_argument("--quick", action="store_true", help="a small smoke run (under 3 minutes)")
     parser.add_argument("--output_dir", default=None, help="default: results/fashion_mnist (demo: outputs/demo)")
     parser.add_argument("--cache_dir", default="cache/fashion_mnist", help="where the trained teacher is kept")
@@ -590,8 +673,9 @@ def main(argv=None):
         settings = replace(settings, **QUICK)
     if args.seeds:
         settings = replace(settings, seeds=tuple(args.seeds))
-    default_dir = {"demo": "outputs/demo" + ("-quick" * args.quick),
-                   "budget": "results/fashion_mnist_budget"}.get(args.command, "results/fashion_mnist")
+    default_dir = {"demo": "outputs/demo" + ("-quick" * args.quick), "budget": "results/fashion_mnist_budget"}.get(
+        args.command, "results/fashion_mnist"
+    )
     if args.command == "budget":
         return run_budget(settings, Path(args.output_dir or default_dir), Path(args.cache_dir))
     return run(args.command, settings, Path(args.output_dir or default_dir), Path(args.cache_dir))

@@ -14,7 +14,7 @@ where a fast setting must put the mean of its features within 0.1 of the 64-step
 Usage:
     python -m gendd_hf.bench.fast_sampling --model <gendd folder> [<gendd folder> ...] [--synthetic]
         [--dataset fashion_mnist | <dataset path or id>] [--split test] [--num_eval 2000] [--batch_size 250]
-        [--steps 1,2,4,8,16] [--samplers ddim,dpm_solver,ddpm] [--device cuda] [--output <dir>]
+        [--steps 1,2,4,8,16] [--samplers ddim,dpm_solver,ddpm] [--within_target] [--device cuda] [--output <dir>]
 """
 
 import argparse
@@ -26,11 +26,13 @@ from pathlib import Path
 import torch
 
 from ..configuration_gendd import GenDDSamplingConfig
-from ..data import load_fashion_mnist, load_image_dataset
+from ..data import load_eval_dataset
 from ..image_processing import build_image_processor
+from ..metrics import top1
 from ..modeling_gendd import GenDDForImageClassification
 from ..progress import progress_bar
 from ..sampling import head_evaluations_per_image
+
 
 MAX_EVALUATION_FRACTION = 1 / 20  # "at least 20x fewer head evaluations than the paper's setting"
 TOP1_TOLERANCE = 0.3  # points of top-1 below the paper's setting
@@ -66,15 +68,20 @@ _PAPER = GenDDSamplingConfig()
 PAPER_SETTING = InferenceSetting("ddpm", _PAPER.num_inference_steps, _PAPER.guidance_scale, _PAPER.num_samples)
 PROBE_SETTING = InferenceSetting()
 FAST_SETTING = InferenceSetting("ddim", 4, 2.0, 1)
-"""The fast setting timed by `gendd_hf.bench.serving` (64 head evaluations per image, 80x fewer than the paper's). Not
-yet chosen by the full measurement (`--synthetic` and three seed students on all test images): on one Fashion-MNIST
-bench student, first 2,000 test images, it scored 84.55 against 86.25 for the paper's sampler, and the one-call
-`"mean"` estimate (guidance 2) 81.85; neither meets the target of 0.3 points."""
+"""The fast setting timed by `gendd_hf.bench.serving` (64 head evaluations per image, 80x fewer than the paper's).
+Measured (three bench seed students, all 10,000 Fashion-MNIST test images, `--within_target`): 85.09 ± 0.82 against
+86.07 ± 0.50 for the paper's sampler, synthetic error 0.72. No setting meets the target; DDIM 2 steps (guidance 2, one
+sample) scores higher on Fashion-MNIST (85.43) but misses the synthetic mean by 2.19, and this one has the lowest
+synthetic error among the settings within one point at 64 or fewer head evaluations."""
 
 
-def default_settings(steps=(1, 2, 4, 8, 16), samplers=("ddim", "dpm_solver", "ddpm")) -> list[InferenceSetting]:
+def default_settings(
+    steps=(1, 2, 4, 8, 16), samplers=("ddim", "dpm_solver", "ddpm"), within_target: bool = False
+) -> list[InferenceSetting]:
     """The probe, the paper's sampler, each of `samplers` at each of `steps` with and without guidance and with 1 or
-    the paper's number of samples, and the one-step mean with and without guidance."""
+    the paper's number of samples, and the one-step mean with and without guidance. `within_target=True` keeps only
+    the sampled settings with at most `MAX_EVALUATION_FRACTION` of the paper's head evaluations (the only ones
+    `best_fast_setting` can choose), which saves most of a full-test-set run."""
     guidance_scales = (1.0, PAPER_SETTING.guidance_scale)
     settings = [PROBE_SETTING, PAPER_SETTING]
     for sampler in samplers:
@@ -83,16 +90,10 @@ def default_settings(steps=(1, 2, 4, 8, 16), samplers=("ddim", "dpm_solver", "dd
                 for num_samples in (1, PAPER_SETTING.num_samples):
                     settings.append(InferenceSetting(sampler, num_steps, guidance_scale, num_samples))
     settings += [InferenceSetting("mean", 1, guidance_scale) for guidance_scale in guidance_scales]
+    if within_target:
+        budget = MAX_EVALUATION_FRACTION * PAPER_SETTING.head_evaluations(1)
+        settings = [s for s in settings if s in (PROBE_SETTING, PAPER_SETTING) or s.head_evaluations(1) <= budget]
     return settings
-
-
-def load_eval_dataset(dataset: str, split: str = "test", num_eval: int | None = None, require_labels: bool = True):
-    """`"fashion_mnist"` (through `load_fashion_mnist`) or anything `load_image_dataset` reads; the first
-    `num_eval` rows, with columns `image` and (unless `require_labels=False`) `label`."""
-    rows = load_fashion_mnist()[split] if dataset == "fashion_mnist" else load_image_dataset(dataset, split=split)
-    if require_labels and "label" not in rows.column_names:
-        raise ValueError(f"Dataset {dataset!r} has no label column ({rows.column_names}); top-1 needs labels.")
-    return rows if num_eval is None else rows.select(range(min(num_eval, len(rows))))
 
 
 def load_model_and_processor(folder: str | Path):
@@ -131,24 +132,29 @@ def evaluate_settings(
     for setting in settings:
         progress.update()
         begin = time.perf_counter()
-        if setting.sampler is None:
-            logits = torch.cat([model.probe(z) for z in student_features])
-        else:
-            logits = torch.cat([
-                model.classify_features(model.sample_features(
-                    z, setting.num_inference_steps, setting.guidance_scale, setting.num_samples,
-                    sampler=setting.sampler, seed=seed,
-                ))
-                for z in student_features
-            ])
+        path = "probe" if setting.sampler is None else "sampled"
+        sampling = (
+            {}
+            if setting.sampler is None
+            else {
+                "num_inference_steps": setting.num_inference_steps,
+                "guidance_scale": setting.guidance_scale,
+                "num_samples": setting.num_samples,
+                "sampler": setting.sampler,
+                "seed": seed,
+            }
+        )
+        logits = torch.cat([model.path_logits(z, path, **sampling) for z in student_features])
         seconds = student_seconds + seconds_since(begin)
-        results.append({
-            "setting": setting.name,
-            **asdict(setting),
-            "head_evaluations_per_image": setting.head_evaluations(num_tokens),
-            "top1": 100.0 * (logits.argmax(-1) == labels).float().mean().item(),
-            "images_per_second": len(labels) / seconds,
-        })
+        results.append(
+            {
+                "setting": setting.name,
+                **asdict(setting),
+                "head_evaluations_per_image": setting.head_evaluations(num_tokens),
+                "top1": 100.0 * top1(logits, labels),
+                "images_per_second": len(labels) / seconds,
+            }
+        )
     progress.close()
     return results
 
@@ -159,9 +165,15 @@ def average_results(per_model: list[list[dict]]) -> list[dict]:
     rows = []
     for same in zip(*per_model):
         top1 = torch.tensor([row["top1"] for row in same], dtype=torch.float64)
-        rows.append({**same[0], "top1": top1.mean().item(), "top1_std": top1.std().item() if len(same) > 1 else 0.0,
-                     "top1_per_model": top1.tolist(),
-                     "images_per_second": sum(row["images_per_second"] for row in same) / len(same)})
+        rows.append(
+            {
+                **same[0],
+                "top1": top1.mean().item(),
+                "top1_std": top1.std().item() if len(same) > 1 else 0.0,
+                "top1_per_model": top1.tolist(),
+                "images_per_second": sum(row["images_per_second"] for row in same) / len(same),
+            }
+        )
     return rows
 
 
@@ -178,9 +190,19 @@ def synthetic_errors(settings, steps: int = 1000, draws: int = 500, seed: int = 
 
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    config = GenDDConfig(student_name="test_resnet", student_kwargs={"in_chans": 1}, teacher_feature_dim=8,
-                         token_dim=4, head_width=128, head_depth=2, diffusion_batch_mul=8, contraction=0.0,
-                         feature_mixup_beta=0.0, cond_drop_prob=0.1, id2label={0: "a", 1: "b"})
+    config = GenDDConfig(
+        student_name="test_resnet",
+        student_kwargs={"in_chans": 1},
+        teacher_feature_dim=8,
+        token_dim=4,
+        head_width=128,
+        head_depth=2,
+        diffusion_batch_mul=8,
+        contraction=0.0,
+        feature_mixup_beta=0.0,
+        cond_drop_prob=0.1,
+        id2label={0: "a", 1: "b"},
+    )
     model = GenDDForImageClassification(config)
     conditions = torch.randn(4, model.student_feature_dim, generator=generator)
     means = torch.randn(4, 8, generator=generator)
@@ -200,8 +222,14 @@ def synthetic_errors(settings, steps: int = 1000, draws: int = 500, seed: int = 
     z = conditions.repeat_interleave(draws, dim=0)
 
     def feature_means(setting: InferenceSetting) -> torch.Tensor:
-        features = model.sample_features(z, setting.num_inference_steps, setting.guidance_scale, setting.num_samples,
-                                         sampler=setting.sampler, generator=torch.Generator().manual_seed(seed))
+        features = model.sample_features(
+            z,
+            setting.num_inference_steps,
+            setting.guidance_scale,
+            setting.num_samples,
+            sampler=setting.sampler,
+            generator=torch.Generator().manual_seed(seed),
+        )
         return features.reshape(4, draws, 8).mean(1)
 
     chains = {}
@@ -211,7 +239,8 @@ def synthetic_errors(settings, steps: int = 1000, draws: int = 500, seed: int = 
             continue
         if setting.guidance_scale not in chains:
             chains[setting.guidance_scale] = feature_means(
-                InferenceSetting("ddpm", PAPER_SETTING.num_inference_steps, setting.guidance_scale, 1))
+                InferenceSetting("ddpm", PAPER_SETTING.num_inference_steps, setting.guidance_scale, 1)
+            )
         errors[setting.name] = (feature_means(setting) - chains[setting.guidance_scale]).abs().max().item()
     return errors
 
@@ -222,7 +251,8 @@ def best_fast_setting(results: list[dict], synthetic: dict[str, float] | None = 
     a synthetic error within `SYNTHETIC_TOLERANCE`); `None` if none is."""
     paper = next(row for row in results if row["setting"] == PAPER_SETTING.name)
     candidates = [
-        row for row in results
+        row
+        for row in results
         if row["sampler"] is not None
         and row["head_evaluations_per_image"] <= MAX_EVALUATION_FRACTION * paper["head_evaluations_per_image"]
         and row["top1"] >= paper["top1"] - TOP1_TOLERANCE
@@ -235,7 +265,8 @@ def markdown_table(results: list[dict], synthetic: dict[str, float] | None = Non
     """One row per setting; top-1 as mean ± std when it was averaged over models; the synthetic error when given."""
     extra = " synthetic error |" if synthetic is not None else ""
     lines = [
-        "| setting | sampler | steps | guidance | samples | head evaluations / image | top-1 (%) | images / s |" + extra,
+        "| setting | sampler | steps | guidance | samples | head evaluations / image | top-1 (%) | images / s |"
+        + extra,
         "|---|---|---|---|---|---|---|---|" + "---|" * bool(extra),
     ]
     for row in results:
@@ -274,13 +305,20 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch_size", type=int, default=250)
     parser.add_argument("--steps", default="1,2,4,8,16", help="step counts of the few-step samplers")
     parser.add_argument("--samplers", default="ddim,dpm_solver,ddpm", help="the few-step samplers")
+    parser.add_argument(
+        "--within_target",
+        action="store_true",
+        help="run only the settings cheap enough to be chosen (>= 20x fewer head evaluations)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--output", default=None, help="folder for fast_sampling.json and fast_sampling.md")
     args = parser.parse_args(argv)
 
     rows = load_eval_dataset(args.dataset, args.split, args.num_eval)
-    settings = default_settings(tuple(int(steps) for steps in args.steps.split(",")), tuple(args.samplers.split(",")))
+    settings = default_settings(
+        tuple(int(steps) for steps in args.steps.split(",")), tuple(args.samplers.split(",")), args.within_target
+    )
     per_model = []
     for folder in args.model:
         model, processor = load_model_and_processor(folder)
@@ -290,10 +328,18 @@ def main(argv=None) -> dict:
     best = best_fast_setting(results, synthetic)
     table, summary = markdown_table(results, synthetic), verdict(best, synthetic is not None)
     print(table + "\n" + summary)
-    report = {"models": [str(folder) for folder in args.model], "dataset": args.dataset, "split": args.split,
-              "num_eval": len(rows), "seed": args.seed, "device": args.device,
-              "torch_threads": torch.get_num_threads(), "results": results, "synthetic_errors": synthetic,
-              "best_fast": best}
+    report = {
+        "models": [str(folder) for folder in args.model],
+        "dataset": args.dataset,
+        "split": args.split,
+        "num_eval": len(rows),
+        "seed": args.seed,
+        "device": args.device,
+        "torch_threads": torch.get_num_threads(),
+        "results": results,
+        "synthetic_errors": synthetic,
+        "best_fast": best,
+    }
     if args.output is not None:
         output = Path(args.output)
         output.mkdir(parents=True, exist_ok=True)

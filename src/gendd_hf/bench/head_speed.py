@@ -117,7 +117,9 @@ def training_loss(
     if baseline:
         batch_size, num_tokens, repeats, _ = x_start.shape
         rows = student_features[:, None, None].expand(batch_size, num_tokens, repeats, -1)
-        positions = torch.arange(num_tokens, device=x_start.device)[None, :, None].expand(batch_size, num_tokens, repeats)
+        positions = torch.arange(num_tokens, device=x_start.device)[None, :, None].expand(
+            batch_size, num_tokens, repeats
+        )
         output = baseline_head_forward(
             head, x_t.flatten(0, 2), timesteps.flatten(), rows.flatten(0, 2), positions.flatten()
         ).reshape(*x_start.shape[:-1], -1)

@@ -40,6 +40,7 @@ from ..modeling_gendd import GenDDForImageClassification
 from ..trainer import GenDDTrainer
 from .fashion_mnist import BenchSettings, make_logger, predict, prepare, top1, train_set, training_args
 
+
 TOLERANCE = 0.5  # points; the target is max(TOLERANCE, one std)
 
 
@@ -75,9 +76,16 @@ class ParitySettings:
     def bench_settings(self) -> BenchSettings:
         """The benchmark's settings for the data, the teacher and the training arguments (float32: the teacher is the
         same with and without `bf16`, which only gendd_hf's arm takes)."""
-        return replace(BenchSettings(), train_size=self.train_size, teacher_epochs=self.teacher_epochs,
-                       batch_size=self.batch_size, learning_rate=self.learning_rate, warmup_ratio=self.warmup_ratio,
-                       weight_decay=self.weight_decay, bf16=False)
+        return replace(
+            BenchSettings(),
+            train_size=self.train_size,
+            teacher_epochs=self.teacher_epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            warmup_ratio=self.warmup_ratio,
+            weight_decay=self.weight_decay,
+            bf16=False,
+        )
 
 
 # ---- the official code, imported from the user's checkout -----------------------------------------------------------
@@ -97,8 +105,13 @@ def load_reference(reference_dir: str | Path) -> Reference:
     installed (nothing here logs to it).
     """
     code = Path(reference_dir) / "GenDD_cifar"
-    needed = ["models/diff_model.py", "diffloss.py", "diffusion/gaussian_diffusion.py", "helper/loops.py",
-              "train_student_gendd.py"]
+    needed = [
+        "models/diff_model.py",
+        "diffloss.py",
+        "diffusion/gaussian_diffusion.py",
+        "helper/loops.py",
+        "train_student_gendd.py",
+    ]
     missing = [name for name in needed if not (code / name).is_file()]
     if missing:
         raise FileNotFoundError(
@@ -146,16 +159,27 @@ class ReferenceStudent(nn.Module):
 
 # ---- the two arms ---------------------------------------------------------------------------------------------------
 def our_model(settings: ParitySettings, teacher) -> GenDDForImageClassification:
-    model = GenDDForImageClassification(GenDDConfig(
-        student_name="test_resnet", student_kwargs={"in_chans": 1}, teacher_feature_dim=teacher.feature_dim,
-        token_dim=settings.token_dim, head_width=settings.head_width, head_depth=settings.head_depth,
-        diffusion_batch_mul=settings.diffusion_batch_mul, contraction=settings.contraction,
-        feature_mixup_beta=settings.feature_mixup_beta, cond_drop_prob=settings.cond_drop_prob,
-        num_labels=teacher.num_classes,
-    ))
+    model = GenDDForImageClassification(
+        GenDDConfig(
+            student_name="test_resnet",
+            student_kwargs={"in_chans": 1},
+            teacher_feature_dim=teacher.feature_dim,
+            token_dim=settings.token_dim,
+            head_width=settings.head_width,
+            head_depth=settings.head_depth,
+            diffusion_batch_mul=settings.diffusion_batch_mul,
+            contraction=settings.contraction,
+            feature_mixup_beta=settings.feature_mixup_beta,
+            cond_drop_prob=settings.cond_drop_prob,
+            num_labels=teacher.num_classes,
+        )
+    )
     model.set_teacher_classifier(teacher.classifier_weight, teacher.classifier_bias)
-    model.sampling_config = GenDDSamplingConfig(num_inference_steps=settings.num_inference_steps,
-                                                guidance_scale=settings.guidance_scale, num_samples=settings.num_samples)
+    model.sampling_config = GenDDSamplingConfig(
+        num_inference_steps=settings.num_inference_steps,
+        guidance_scale=settings.guidance_scale,
+        num_samples=settings.num_samples,
+    )
     return model
 
 
@@ -168,24 +192,35 @@ def batch_order(num_rows: int, settings: ParitySettings, seed: int) -> torch.Ten
 
 
 def train_ours(model, train, order, settings, seed, output_dir):
-    args = training_args(output_dir, "gendd", 1.0, seed, settings.bench_settings(),
-                         train_sampling_strategy="sequential", bf16=settings.bf16)
+    args = training_args(
+        output_dir,
+        "gendd",
+        1.0,
+        seed,
+        settings.bench_settings(),
+        train_sampling_strategy="sequential",
+        bf16=settings.bf16,
+    )
     GenDDTrainer(model, args, train_dataset=train.subset(order)).train()
 
 
 def train_reference(reference: Reference, model, train, order, settings, seed, output_dir):
     """The official stage-2 step (`diff_loss + CE(probe)`, AdamW on `param_groups_setup`'s groups with betas (0.9,
     0.95) and beta2 on `beta2_schedule_cos`), on our batches and learning-rate schedule."""
-    options = types.SimpleNamespace(weight_decay=settings.weight_decay, diff_weight_decay=0.0, adam_beta_min=0.95,
-                                    adam_beta_max=0.999)
-    optimizer = torch.optim.AdamW(reference.param_groups_setup(nn.ModuleList([model]), options),
-                                  betas=(0.9, options.adam_beta_min), lr=settings.learning_rate)
+    options = types.SimpleNamespace(
+        weight_decay=settings.weight_decay, diff_weight_decay=0.0, adam_beta_min=0.95, adam_beta_max=0.999
+    )
+    optimizer = torch.optim.AdamW(
+        reference.param_groups_setup(nn.ModuleList([model]), options),
+        betas=(0.9, options.adam_beta_min),
+        lr=settings.learning_rate,
+    )
     warmup = training_args(output_dir, "gendd", 1.0, seed, settings.bench_settings()).get_warmup_steps(settings.steps)
     scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, settings.steps)
     criterion = nn.CrossEntropyLoss()
     model.train()
     for step in range(settings.steps):
-        rows = order[step * settings.batch_size:(step + 1) * settings.batch_size]
+        rows = order[step * settings.batch_size : (step + 1) * settings.batch_size]
         batch = train.subset(rows).columns
         diff_loss, logits = model(batch["pixel_values"], y=batch["labels"], target_feature=batch["teacher_features"])
         loss = diff_loss + criterion(logits, batch["labels"])
@@ -205,7 +240,7 @@ def reference_logits(model, pixels: torch.Tensor, sampled: bool, batch_size: int
     logits = []
     with cuda_calls_stay_on_cpu():
         for i in range(0, len(pixels), batch_size):
-            batch = pixels[i:i + batch_size]
+            batch = pixels[i : i + batch_size]
             logits.append(model(batch)[0] if sampled else model.model(batch))
     return torch.cat(logits)
 
@@ -225,20 +260,34 @@ def run_seed(reference: Reference, data, teacher, settings: ParitySettings, seed
     torch.manual_seed(seed)
     np.random.seed(seed)  # the official feature mixup draws from numpy
     official = reference.DiffModel(
-        model=student, classifier=classifier, feature_dim=ours.student_feature_dim, target_dim=teacher.feature_dim,
-        smooth=settings.contraction, num_sampling=settings.num_samples, stage="stage-2",
-        beta=settings.feature_mixup_beta, diffloss_d=settings.head_depth, diffloss_w=settings.head_width,
-        num_sampling_steps=str(settings.num_inference_steps), diffusion_batch_mul=settings.diffusion_batch_mul,
-        token_dim=settings.token_dim, cond_drop_prob=settings.cond_drop_prob,
+        model=student,
+        classifier=classifier,
+        feature_dim=ours.student_feature_dim,
+        target_dim=teacher.feature_dim,
+        smooth=settings.contraction,
+        num_sampling=settings.num_samples,
+        stage="stage-2",
+        beta=settings.feature_mixup_beta,
+        diffloss_d=settings.head_depth,
+        diffloss_w=settings.head_width,
+        num_sampling_steps=str(settings.num_inference_steps),
+        diffusion_batch_mul=settings.diffusion_batch_mul,
+        token_dim=settings.token_dim,
+        cond_drop_prob=settings.cond_drop_prob,
     )
     if settings.guidance_scale != 2.0:
         raise ValueError("The official sampler fixes guidance 2.0 (forward_test_stage2); keep guidance_scale=2.0.")
 
     record = {"seed": seed}
-    for name, train_fn in (("official", lambda: train_reference(reference, official, train, order, settings, seed,
-                                                                 output_dir / f"official-seed{seed}")),
-                           ("gendd_hf", lambda: train_ours(ours, train, order, settings, seed,
-                                                           output_dir / f"gendd_hf-seed{seed}"))):
+    for name, train_fn in (
+        (
+            "official",
+            lambda: train_reference(
+                reference, official, train, order, settings, seed, output_dir / f"official-seed{seed}"
+            ),
+        ),
+        ("gendd_hf", lambda: train_ours(ours, train, order, settings, seed, output_dir / f"gendd_hf-seed{seed}")),
+    ):
         torch.manual_seed(seed)
         start = time.perf_counter()
         train_fn()
@@ -251,9 +300,12 @@ def run_seed(reference: Reference, data, teacher, settings: ParitySettings, seed
         else:
             probe = predict(ours, test_pixels, "probe")
             sampled = predict(ours, test_pixels[subset], "sampled", seed=seed)
-        record[name] = {"probe_top1": 100 * top1(probe, test_labels),
-                        "sampled_top1": 100 * top1(sampled, test_labels[subset]),
-                        "train_seconds": train_seconds, "eval_seconds": time.perf_counter() - start}
+        record[name] = {
+            "probe_top1": 100 * top1(probe, test_labels),
+            "sampled_top1": 100 * top1(sampled, test_labels[subset]),
+            "train_seconds": train_seconds,
+            "eval_seconds": time.perf_counter() - start,
+        }
         log(f"seed {seed} {name:8s}: " + ", ".join(f"{k} {v:.2f}" for k, v in record[name].items()))
     return record
 
@@ -261,9 +313,14 @@ def run_seed(reference: Reference, data, teacher, settings: ParitySettings, seed
 # ---- the fixture of tests/test_parity_fixture.py -----------------------------------------------------------------
 FIXTURE_SIZES = dict(token_dim=4, num_tokens=3, condition_dim=6, width=16, depth=2)
 # The official head's parameter names -> `DiffusionHead`'s.
-HEAD_NAMES = {"net.time_embed.": "time_embed.", "net.cond_embed.": "condition_embed.",
-              "net.pos_embed.weight": "position_embed", "net.input_proj.": "input_proj.",
-              "net.res_blocks.": "blocks.", "net.final_layer.": "final_layer."}
+HEAD_NAMES = {
+    "net.time_embed.": "time_embed.",
+    "net.cond_embed.": "condition_embed.",
+    "net.pos_embed.weight": "position_embed",
+    "net.input_proj.": "input_proj.",
+    "net.res_blocks.": "blocks.",
+    "net.final_layer.": "final_layer.",
+}
 
 
 def head_state_dict(official_state: dict) -> dict:
@@ -272,7 +329,7 @@ def head_state_dict(official_state: dict) -> dict:
     renamed = {}
     for name, value in official_state.items():
         prefix = next(p for p in HEAD_NAMES if name.startswith(p))
-        renamed[HEAD_NAMES[prefix] + name[len(prefix):]] = value
+        renamed[HEAD_NAMES[prefix] + name[len(prefix) :]] = value
     return renamed
 
 
@@ -291,8 +348,14 @@ def record_fixture(reference_dir: Path, path: Path, seed: int = 0) -> dict:
 
     torch.manual_seed(seed)
     sizes = FIXTURE_SIZES
-    diffloss = DiffLoss(target_channels=sizes["token_dim"], z_channels=sizes["condition_dim"], depth=sizes["depth"],
-                        width=sizes["width"], num_sampling_steps="64", num_chunks=sizes["num_tokens"])
+    diffloss = DiffLoss(
+        target_channels=sizes["token_dim"],
+        z_channels=sizes["condition_dim"],
+        depth=sizes["depth"],
+        width=sizes["width"],
+        num_sampling_steps="64",
+        num_chunks=sizes["num_tokens"],
+    )
     for parameter in diffloss.parameters():
         parameter.copy_(0.3 * torch.randn_like(parameter))
     k, n = sizes["token_dim"], sizes["num_tokens"]
@@ -306,9 +369,12 @@ def record_fixture(reference_dir: Path, path: Path, seed: int = 0) -> dict:
         "loss_positions": torch.arange(rows) % n,
     }
     terms = diffloss.train_diffusion.training_losses(
-        diffloss.net, loss_inputs["loss_x_start"], loss_inputs["loss_timesteps"],
+        diffloss.net,
+        loss_inputs["loss_x_start"],
+        loss_inputs["loss_timesteps"],
         model_kwargs=dict(c=loss_inputs["loss_condition"], chunk_idx=loss_inputs["loss_positions"]),
-        noise=loss_inputs["loss_noise"])
+        noise=loss_inputs["loss_noise"],
+    )
 
     batch = 2  # conditions of the chain; rows (condition, token), unconditional copies appended for guidance
     condition = torch.randn(batch, sizes["condition_dim"])
@@ -321,6 +387,7 @@ def record_fixture(reference_dir: Path, path: Path, seed: int = 0) -> dict:
         def wrapped(*args, **kwargs):
             drawn.append(draw(*args, **kwargs))
             return drawn[-1]
+
         return wrapped
 
     torch.randn, torch.randn_like = recording(randn), recording(randn_like)
@@ -333,7 +400,9 @@ def record_fixture(reference_dir: Path, path: Path, seed: int = 0) -> dict:
     fixture = {
         **head_state_dict(diffloss.state_dict()),
         **loss_inputs,
-        "loss": terms["loss"], "loss_mse": terms["mse"], "loss_vb": terms["vb"],
+        "loss": terms["loss"],
+        "loss_mse": terms["mse"],
+        "loss_vb": terms["vb"],
         "chain_condition": condition,
         "chain_initial_noise": drawn[0],
         "chain_step_noise": torch.stack([noise[:half] for noise in drawn[1:]]),
@@ -343,10 +412,16 @@ def record_fixture(reference_dir: Path, path: Path, seed: int = 0) -> dict:
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(fixture, str(path), metadata={
-        "produced_by": "python -m gendd_hf.bench.parity --reference_dir PATH --record_fixture " + str(path),
-        "reference_commit": reference_commit(Path(reference_dir)), "seed": str(seed),
-        **{name: str(value) for name, value in sizes.items()}})
+    save_file(
+        fixture,
+        str(path),
+        metadata={
+            "produced_by": "python -m gendd_hf.bench.parity --reference_dir PATH --record_fixture " + str(path),
+            "reference_commit": reference_commit(Path(reference_dir)),
+            "seed": str(seed),
+            **{name: str(value) for name, value in sizes.items()},
+        },
+    )
     return fixture
 
 
@@ -363,7 +438,9 @@ def summarize(records: list[dict]) -> dict:
         summary[path] = {
             **{f"{arm}_mean": float(values.mean()) for arm, values in arms.items()},
             **{f"{arm}_std": value for arm, value in std.items()},
-            "mean_difference": difference, "target": target, "met": abs(difference) <= target,
+            "mean_difference": difference,
+            "target": target,
+            "met": abs(difference) <= target,
         }
     return summary
 
@@ -386,22 +463,27 @@ def markdown(results: dict) -> str:
         "|---|---|---|---|---|",
     ]
     for record in results["records"]:
-        lines.append(f"| {record['seed']} | {record['official']['probe_top1']:.2f} | "
-                     f"{record['gendd_hf']['probe_top1']:.2f} | {record['official']['sampled_top1']:.2f} | "
-                     f"{record['gendd_hf']['sampled_top1']:.2f} |")
+        lines.append(
+            f"| {record['seed']} | {record['official']['probe_top1']:.2f} | "
+            f"{record['gendd_hf']['probe_top1']:.2f} | {record['official']['sampled_top1']:.2f} | "
+            f"{record['gendd_hf']['sampled_top1']:.2f} |"
+        )
     lines += ["", "| path | official | gendd_hf | difference | target | met |", "|---|---|---|---|---|---|"]
     for path, entry in summary.items():
-        lines.append(f"| {path.removesuffix('_top1')} | {entry['official_mean']:.2f} ± {entry['official_std']:.2f} | "
-                     f"{entry['gendd_hf_mean']:.2f} ± {entry['gendd_hf_std']:.2f} | "
-                     f"{entry['mean_difference']:+.2f} | ±{entry['target']:.2f} | {'yes' if entry['met'] else 'no'} |")
+        lines.append(
+            f"| {path.removesuffix('_top1')} | {entry['official_mean']:.2f} ± {entry['official_std']:.2f} | "
+            f"{entry['gendd_hf_mean']:.2f} ± {entry['gendd_hf_std']:.2f} | "
+            f"{entry['mean_difference']:+.2f} | ±{entry['target']:.2f} | {'yes' if entry['met'] else 'no'} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def reference_commit(reference_dir: Path) -> str:
     import subprocess
 
-    result = subprocess.run(["git", "-C", str(reference_dir), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, check=False)
+    result = subprocess.run(
+        ["git", "-C", str(reference_dir), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    )
     return result.stdout.strip() or "unknown"
 
 
@@ -411,9 +493,14 @@ def run(reference_dir: Path, settings: ParitySettings, output_dir: Path, cache_d
     output_dir.mkdir(parents=True, exist_ok=True)
     data, teacher = prepare(settings.bench_settings(), cache_dir, log)
     records = [run_seed(reference, data, teacher, settings, seed, output_dir / "runs", log) for seed in settings.seeds]
-    results = {"settings": asdict(settings), "steps": settings.steps, "reference_commit": reference_commit(reference_dir),
-               "teacher_top1": 100 * top1(data["teacher_test_logits"], data["test_labels"]),
-               "records": records, "summary": summarize(records)}
+    results = {
+        "settings": asdict(settings),
+        "steps": settings.steps,
+        "reference_commit": reference_commit(reference_dir),
+        "teacher_top1": 100 * top1(data["teacher_test_logits"], data["test_labels"]),
+        "records": records,
+        "summary": summarize(records),
+    }
     (output_dir / "parity.json").write_text(json.dumps(results, indent=2))
     table = markdown(results)
     (output_dir / "parity.md").write_text(table)
@@ -430,15 +517,21 @@ def main(argv=None):
     parser.add_argument("--train_size", type=int, default=None, help="training images (default 20,000)")
     parser.add_argument("--sampled_eval_size", type=int, default=None, help="test images of the sampled path")
     parser.add_argument("--bf16", action="store_true", help="train gendd_hf's arm in bfloat16 autocast")
-    parser.add_argument("--record_fixture", default=None,
-                        help="only record the official DiffLoss's numbers for the CI test into this safetensors file")
+    parser.add_argument(
+        "--record_fixture",
+        default=None,
+        help="only record the official DiffLoss's numbers for the CI test into this safetensors file",
+    )
     args = parser.parse_args(argv)
     if args.record_fixture:
         return record_fixture(Path(args.reference_dir), Path(args.record_fixture))
     settings = ParitySettings()
-    overrides = {"seeds": tuple(args.seeds) if args.seeds else None, "train_size": args.train_size,
-                 "sampled_eval_size": args.sampled_eval_size,
-                 "bf16": args.bf16 or None}
+    overrides = {
+        "seeds": tuple(args.seeds) if args.seeds else None,
+        "train_size": args.train_size,
+        "sampled_eval_size": args.sampled_eval_size,
+        "bf16": args.bf16 or None,
+    }
     settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
     return run(Path(args.reference_dir), settings, Path(args.output_dir), Path(args.cache_dir))
 

@@ -37,7 +37,12 @@ from ..image_processing import build_image_processor
 from ..modeling_gendd import GenDDForImageClassification
 from .fast_sampling import FAST_SETTING, PAPER_SETTING
 
-TARGETS = {"one_pass": 1.05, "probe_in_gendd": 1.05, "fast": 2.0}  # largest cost relative to the plain student (issue targets)
+
+TARGETS = {
+    "one_pass": 1.05,
+    "probe_in_gendd": 1.05,
+    "fast": 2.0,
+}  # largest cost relative to the plain student (issue targets)
 
 
 def random_images(count: int, size: tuple[int, int], seed: int = 0) -> list[Image.Image]:
@@ -76,8 +81,12 @@ def pipeline_latency(classifier, images: list[Image.Image]) -> float:
 
 
 def sampling_overrides(setting) -> dict:
-    return {"sampler": setting.sampler, "num_inference_steps": setting.num_inference_steps,
-            "guidance_scale": setting.guidance_scale, "num_samples": setting.num_samples}
+    return {
+        "sampler": setting.sampler,
+        "num_inference_steps": setting.num_inference_steps,
+        "guidance_scale": setting.guidance_scale,
+        "num_samples": setting.num_samples,
+    }
 
 
 def parse_setting(text: str):
@@ -90,8 +99,14 @@ def parse_setting(text: str):
     return replace(FAST_SETTING, **{key: types[key](value) for key, value in values.items()})
 
 
-def measure(folder: str | Path, fast=FAST_SETTING, device: str = "cpu", batch_size: int = 256,
-            latency_images: int = 20, min_seconds: float = 2.0) -> dict:
+def measure(
+    folder: str | Path,
+    fast=FAST_SETTING,
+    device: str = "cpu",
+    batch_size: int = 256,
+    latency_images: int = 20,
+    min_seconds: float = 2.0,
+) -> dict:
     """The four paths' images per second at `batch_size` and single-image pipeline latency, with ratios to plain."""
     device = torch.device(device)
     model = GenDDForImageClassification.from_pretrained(folder).eval().to(device)
@@ -103,9 +118,13 @@ def measure(folder: str | Path, fast=FAST_SETTING, device: str = "cpu", batch_si
         model.export_student(export_dir)
         plain = AutoModelForImageClassification.from_pretrained(export_dir).eval().to(device)
         one_pass = AutoModelForImageClassification.from_pretrained(export_dir).eval().to(device)
-    paths = {"plain": (plain, {}), "one_pass": (one_pass, {}), "probe_in_gendd": (model, {"inference_path": "probe"}),
-             "fast": (model, {"inference_path": "sampled", **sampling_overrides(fast)}),
-             "paper": (model, {"inference_path": "sampled", **sampling_overrides(PAPER_SETTING)})}
+    paths = {
+        "plain": (plain, {}),
+        "one_pass": (one_pass, {}),
+        "probe_in_gendd": (model, {"inference_path": "probe"}),
+        "fast": (model, {"inference_path": "sampled", **sampling_overrides(fast)}),
+        "paper": (model, {"inference_path": "sampled", **sampling_overrides(PAPER_SETTING)}),
+    }
     rows = {}
     for name, (network, settings) in paths.items():
         inference_path = settings.get("inference_path")
@@ -118,27 +137,39 @@ def measure(folder: str | Path, fast=FAST_SETTING, device: str = "cpu", batch_si
             "images_per_second": batch_throughput(network, pixel_values, min_seconds, 1 if slow else 1000),
             "pipeline_seconds": pipeline_latency(
                 pipeline("image-classification", model=network, image_processor=processor, device=device),
-                images[: 3 if slow else latency_images]),
+                images[: 3 if slow else latency_images],
+            ),
             **({"setting": (PAPER_SETTING if slow else fast).name} if sampling else {}),
         }
     plain_row = rows["plain"]
     for row in rows.values():
         row["batch_cost_ratio"] = plain_row["images_per_second"] / row["images_per_second"]
         row["pipeline_cost_ratio"] = row["pipeline_seconds"] / plain_row["pipeline_seconds"]
-    return {"model": str(folder), "device": str(device), "batch_size": batch_size, "torch_threads":
-            torch.get_num_threads(), "paths": rows}
+    return {
+        "model": str(folder),
+        "device": str(device),
+        "batch_size": batch_size,
+        "torch_threads": torch.get_num_threads(),
+        "paths": rows,
+    }
 
 
 def markdown_table(report: dict) -> str:
-    lines = [f"Batch {report['batch_size']}, device {report['device']} ({report['torch_threads']} threads); cost "
-             "ratios against the plain exported student, measured in the same run.", "",
-             "| path | setting | images / s (batch) | cost vs plain (batch) | pipeline ms / image | cost vs plain "
-             "(pipeline) | target |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Batch {report['batch_size']}, device {report['device']} ({report['torch_threads']} threads); cost "
+        "ratios against the plain exported student, measured in the same run.",
+        "",
+        "| path | setting | images / s (batch) | cost vs plain (batch) | pipeline ms / image | cost vs plain "
+        "(pipeline) | target |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, row in report["paths"].items():
         target = f"<= {TARGETS[name]:g}x" if name in TARGETS else "-"
-        lines.append(f"| {name} | {row.get('setting', '-')} | {row['images_per_second']:.1f} | "
-                     f"{row['batch_cost_ratio']:.2f}x | {1000 * row['pipeline_seconds']:.1f} | "
-                     f"{row['pipeline_cost_ratio']:.2f}x | {target} |")
+        lines.append(
+            f"| {name} | {row.get('setting', '-')} | {row['images_per_second']:.1f} | "
+            f"{row['batch_cost_ratio']:.2f}x | {1000 * row['pipeline_seconds']:.1f} | "
+            f"{row['pipeline_cost_ratio']:.2f}x | {target} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -35,6 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import TrainerCallback
 
 from ..data import ImageCollator, dataset_from_arrays, load_fashion_mnist
+from ..losses import METHODS
 from ..modeling_gendd import GenDDForImageClassification
 from ..teacher import TimmTeacher
 from ..teacher_outputs import (
@@ -46,8 +47,8 @@ from ..teacher_outputs import (
     teacher_outputs_dataset,
 )
 from ..trainer import GenDDTrainer
-from ..training_args import METHODS, GenDDTrainingArguments
-from .fashion_mnist import MEAN, STD, BenchSettings, student_config
+from ..training_args import GenDDTrainingArguments
+from .fashion_mnist import MEAN, STD, BenchSettings, new_student
 
 
 @dataclass
@@ -126,13 +127,21 @@ def run(settings: SpeedSettings, workdir: Path) -> dict:
 
     def student(method: str) -> GenDDForImageClassification:
         torch.manual_seed(settings.seed)
-        return GenDDForImageClassification(student_config(bench, method, teacher))
+        return new_student(bench, method, teacher)
 
     def arguments(name: str, method: str) -> GenDDTrainingArguments:
         return GenDDTrainingArguments(
-            output_dir=str(workdir / name), method=method, per_device_train_batch_size=settings.batch_size,
-            max_steps=settings.warmup_steps + settings.steps, learning_rate=1e-3, seed=settings.seed,
-            save_strategy="no", logging_steps=10_000, report_to="none", disable_tqdm=True, use_cpu=True,
+            output_dir=str(workdir / name),
+            method=method,
+            per_device_train_batch_size=settings.batch_size,
+            max_steps=settings.warmup_steps + settings.steps,
+            learning_rate=1e-3,
+            seed=settings.seed,
+            save_strategy="no",
+            logging_steps=10_000,
+            report_to="none",
+            disable_tqdm=True,
+            use_cpu=True,
             dataloader_num_workers=settings.dataloader_num_workers,
         )
 
@@ -143,9 +152,13 @@ def run(settings: SpeedSettings, workdir: Path) -> dict:
     folder = workdir / "teacher_outputs"
     start = time.perf_counter()
     precompute_teacher_outputs(
-        images, teacher, folder,
+        images,
+        teacher,
+        folder,
         TeacherOutputsSettings(view_config, num_views=settings.num_views, shard_size=settings.batch_size * 4),
-        settings.teacher, batch_size=512, progress=False,
+        settings.teacher,
+        batch_size=512,
+        progress=False,
     )
     outputs = finalize_teacher_outputs(folder)
     precompute_seconds = time.perf_counter() - start
@@ -155,14 +168,24 @@ def run(settings: SpeedSettings, workdir: Path) -> dict:
         times = {"online": [], "streamed": []}
         for _ in range(settings.repeats):  # alternated, so that a burst of other work hits both runs alike
             # online: a fresh replayable view per image, the teacher in every step
-            online = GenDDTrainer(student(method), arguments(f"{method}-online", method), teacher=teacher,
-                                  train_dataset=images, data_collator=ImageCollator(RandomViewTransform(view_config)))
+            online = GenDDTrainer(
+                student(method),
+                arguments(f"{method}-online", method),
+                teacher=teacher,
+                train_dataset=images,
+                data_collator=ImageCollator(RandomViewTransform(view_config)),
+            )
             times["online"] += step_times(online, settings)
             # streamed: the stored view of the epoch, stored outputs, no teacher
             model = student(method)
             outputs.load_teacher_classifier(model)
-            train_dataset = teacher_outputs_dataset(images, outputs, view_config=view_config, seed=settings.seed,
-                                                    shuffle_buffer_size=settings.shuffle_buffer_size)
+            train_dataset = teacher_outputs_dataset(
+                images,
+                outputs,
+                view_config=view_config,
+                seed=settings.seed,
+                shuffle_buffer_size=settings.shuffle_buffer_size,
+            )
             streamed = GenDDTrainer(model, arguments(f"{method}-streamed", method), train_dataset=train_dataset)
             times["streamed"] += step_times(streamed, settings)
         # The median step time is robust to other processes' bursts on a shared machine.
@@ -195,16 +218,22 @@ def main(argv=None) -> dict:
     settings = SpeedSettings(**{**args, "methods": tuple(args["methods"])})
     with tempfile.TemporaryDirectory() as workdir:
         results = run(settings, Path(workdir))
-    print(f"images: {results['settings']['images']}, {settings.num_images} x {settings.num_views} views; teacher "
-          f"{settings.teacher}, student {settings.student}, batch {settings.batch_size}, {results['threads']} torch "
-          f"threads, load average {', '.join(f'{v:.2f}' for v in results['load_average'])} (1, 5, 15 min)")
-    print(f"forward FLOPs per 28x28 image: teacher {results['teacher_forward_mflops']:.1f} M, student backbone "
-          f"{results['student_forward_mflops']:.1f} M (ratio {results['flop_ratio']:.1f}x)")
+    print(
+        f"images: {results['settings']['images']}, {settings.num_images} x {settings.num_views} views; teacher "
+        f"{settings.teacher}, student {settings.student}, batch {settings.batch_size}, {results['threads']} torch "
+        f"threads, load average {', '.join(f'{v:.2f}' for v in results['load_average'])} (1, 5, 15 min)"
+    )
+    print(
+        f"forward FLOPs per 28x28 image: teacher {results['teacher_forward_mflops']:.1f} M, student backbone "
+        f"{results['student_forward_mflops']:.1f} M (ratio {results['flop_ratio']:.1f}x)"
+    )
     print("| method | online steps/s | streamed steps/s | speed-up |\n|---|---|---|---|")
     for method, speed in results["steps_per_second"].items():
         print(f"| {method} | {speed['online']:.3f} | {speed['streamed']:.3f} | {speed['speedup']:.2f}x |")
-    print(f"precompute: {results['precompute_seconds']:.1f} s for {settings.num_images} x {settings.num_views} views; "
-          f"disk: {results['bytes_per_image_per_view']:.0f} bytes per image per view")
+    print(
+        f"precompute: {results['precompute_seconds']:.1f} s for {settings.num_images} x {settings.num_views} views; "
+        f"disk: {results['bytes_per_image_per_view']:.0f} bytes per image per view"
+    )
     if output_json is not None:
         output_json.write_text(json.dumps(results, indent=2))
     return results

@@ -1,7 +1,6 @@
 """Build an image `datasets.Dataset` straight from a uint8 numpy array, without a per-image Python loop."""
 
 from collections.abc import Sequence
-from typing import Optional
 
 import numpy as np
 import pyarrow as pa
@@ -22,9 +21,7 @@ def _netpbm_column(images: np.ndarray) -> pa.ChunkedArray:
     num_images, height, width = images.shape[:3]
     magic = b"P5" if images.ndim == 3 else b"P6"
     header = np.frombuffer(magic + f"\n{width} {height}\n255\n".encode(), dtype=np.uint8)
-    rows = np.concatenate(
-        [np.broadcast_to(header, (num_images, header.size)), images.reshape(num_images, -1)], axis=1
-    )
+    rows = np.concatenate([np.broadcast_to(header, (num_images, header.size)), images.reshape(num_images, -1)], axis=1)
     rows_per_chunk = max(1, _MAX_CHUNK_BYTES // rows.shape[1])
     chunks = []
     for start in range(0, num_images, rows_per_chunk):
@@ -41,8 +38,8 @@ def _netpbm_column(images: np.ndarray) -> pa.ChunkedArray:
 
 def dataset_from_arrays(
     images: np.ndarray,
-    labels: Optional[np.ndarray] = None,
-    label_names: Optional[Sequence[str]] = None,
+    labels: np.ndarray | None = None,
+    label_names: Sequence[str] | None = None,
 ) -> Dataset:
     """Wrap uint8 image arrays (and optional integer labels) as a `Dataset` with an `image` column.
 

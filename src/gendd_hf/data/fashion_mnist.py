@@ -6,7 +6,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Literal
 
 import numpy as np
 from datasets import DatasetDict, load_dataset, load_from_disk
@@ -47,7 +47,7 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("GENDD_HF_CACHE", Path.home() / ".cache" / "gendd_hf"))
 
 
-def read_idx(path: Union[str, Path], ndim: int) -> np.ndarray:
+def read_idx(path: str | Path, ndim: int) -> np.ndarray:
     """Read an IDX file (the MNIST format, optionally gzip'd) into a numpy array.
 
     The header is two zero bytes, a type code, the number of dimensions, then each dimension as a
@@ -64,7 +64,9 @@ def read_idx(path: Union[str, Path], ndim: int) -> np.ndarray:
         with gzip.open(path) if path.suffix == ".gz" else open(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError) as err:
-        raise ValueError(f"IDX file {path} cannot be read ({err}); it is corrupt, reinstall it: {_INSTALL_HINT}.") from err
+        raise ValueError(
+            f"IDX file {path} cannot be read ({err}); it is corrupt, reinstall it: {_INSTALL_HINT}."
+        ) from err
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _IDX_DTYPES or raw[3] != ndim:
         raise ValueError(
             f"IDX file {path} has magic number {raw[:4].hex()}, expected 0000xx{ndim:02x} "
@@ -125,8 +127,8 @@ def _load_local(data_dir: Path, cache_dir: Path) -> DatasetDict:
 
 def load_fashion_mnist(
     source: Literal["auto", "local", "hub"] = "auto",
-    data_dir: Union[str, Path] = FASHION_MNIST_DEBIAN_DIR,
-    cache_dir: Optional[Union[str, Path]] = None,
+    data_dir: str | Path = FASHION_MNIST_DEBIAN_DIR,
+    cache_dir: str | Path | None = None,
 ) -> DatasetDict:
     """Load Fashion-MNIST (60,000 train and 10,000 test 28x28 grayscale images, 10 classes).
 

@@ -1,5 +1,5 @@
 """ImageNet-LT (Liu et al., "Large-Scale Long-Tailed Recognition in an Open World", CVPR 2019) for the recipes: its
-split files as a `datasets.Dataset`, and the many / medium / few-shot accuracy of its evaluation.
+split files as a `datasets.Dataset` (its many / medium / few-shot accuracy is `gendd_hf.metrics.long_tail`'s).
 
 ImageNet-LT is a long-tailed subset of ImageNet-1k (1000 classes, 1280 down to 5 training images per class) given by
 three text files, `ImageNet_LT_train.txt`, `ImageNet_LT_val.txt` and `ImageNet_LT_test.txt`, whose lines read
@@ -14,17 +14,12 @@ no copy of the images.
 
 import argparse
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value
-from transformers import EvalPrediction
 
-from ..trainer import top_k_metrics
 from .loading import AnyDataset, load_image_dataset
-from .long_tail import SHOT_GROUPS, shot_accuracy, shot_groups
 
 
 IMAGENET_LT_SPLITS = ("train", "val", "test")
@@ -124,59 +119,6 @@ def save_imagenet_lt(
     return dataset
 
 
-def class_counts(train: Dataset | Sequence[int], num_classes: int | None = None) -> np.ndarray:
-    """Training images per class, from the training set (its `label` column) or its labels."""
-    if isinstance(train, Dataset):
-        feature = train.features.get("label")
-        if feature is None:
-            raise ValueError(f"The training set has no 'label' column (columns: {train.column_names}).")
-        if num_classes is None and isinstance(feature, ClassLabel):
-            num_classes = feature.num_classes
-        train = train.with_format("numpy")["label"]
-    labels = np.asarray(train, dtype=np.int64)
-    return np.bincount(labels, minlength=num_classes or 0)
-
-
-def class_groups(
-    train: Dataset | Sequence[int], num_classes: int | None = None, many: int = 100, few: int = 20
-) -> list[str]:
-    """The shot group ("many", "medium", "few") of each class from its number of TRAINING images (more than 100,
-    20 to 100, fewer than 20), as ImageNet-LT reports accuracy."""
-    return shot_groups(class_counts(train, num_classes).tolist(), many=many, few=few)
-
-
-def shot_metrics(
-    eval_prediction: EvalPrediction, groups: Sequence[str], paths: Sequence[str]
-) -> dict[str, float]:
-    """`{path}_{group}_top1` for each inference path and shot group: the mean per-class top-1 accuracy of the
-    group's classes (NaN for a group with no class in the evaluation set)."""
-    predictions = eval_prediction.predictions
-    predictions = predictions if isinstance(predictions, tuple) else (predictions,)
-    if len(predictions) != len(paths):
-        raise ValueError(f"Got {len(predictions)} logits arrays for the inference paths {list(paths)}.")
-    labels = np.asarray(eval_prediction.label_ids)
-    metrics = {}
-    for path, logits in zip(paths, predictions):
-        accuracy = shot_accuracy(np.asarray(logits).argmax(axis=-1), labels, groups)
-        metrics.update({f"{path}_{group}_top1": accuracy[group] for group in SHOT_GROUPS})
-    return metrics
-
-
-@dataclass
-class LongTailMetrics:
-    """`compute_metrics` for [`GenDDTrainer`] on long-tailed data: its top-1/top-5 per path plus the many / medium /
-    few-shot top-1 (`eval_probe_many_top1`, ...). Build it from the training set::
-
-        trainer = GenDDTrainer(..., compute_metrics=LongTailMetrics(class_groups(train), args.inference_paths))
-    """
-
-    groups: Sequence[str]
-    paths: Sequence[str]
-
-    def __call__(self, eval_prediction: EvalPrediction) -> Mapping[str, float]:
-        return {**top_k_metrics(eval_prediction, self.paths), **shot_metrics(eval_prediction, self.groups, self.paths)}
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Turn the ImageNet-LT split files into a dataset folder.")
     parser.add_argument("root", help="The ImageNet folder the split files' paths are relative to.")
@@ -190,13 +132,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 __all__ = [
     "IMAGENET_LT_NUM_CLASSES",
     "IMAGENET_LT_SPLITS",
-    "LongTailMetrics",
-    "class_counts",
-    "class_groups",
     "load_imagenet_lt",
     "read_split_file",
     "save_imagenet_lt",
-    "shot_metrics",
     "split_file_name",
 ]
 

@@ -2,7 +2,6 @@
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Union
 
 from datasets import (
     Dataset,
@@ -28,10 +27,10 @@ LABEL_COLUMN_CANDIDATES = ("label", "labels", "cls", "class", "target", "fine_la
 _SAVED_DATASET_MARKERS = ("state.json", "dataset_dict.json")
 _FILE_BUILDERS = {".parquet": "parquet", ".tar": "webdataset"}
 
-AnyDataset = Union[Dataset, IterableDataset]
+AnyDataset = Dataset | IterableDataset
 
 
-def _load_saved(path: Path, split: Optional[str], streaming: bool) -> AnyDataset:
+def _load_saved(path: Path, split: str | None, streaming: bool) -> AnyDataset:
     dataset = load_from_disk(str(path))
     if isinstance(dataset, DatasetDict):
         dataset = _pick_split(dataset, split, str(path))
@@ -42,12 +41,12 @@ def _is_fashion_mnist_folder(path: Path) -> bool:
     return all((path / name).is_file() for files in FASHION_MNIST_FILES.values() for name in files)
 
 
-def _load_fashion_mnist_folder(path: Path, split: Optional[str], streaming: bool) -> AnyDataset:
+def _load_fashion_mnist_folder(path: Path, split: str | None, streaming: bool) -> AnyDataset:
     dataset = _pick_split(load_fashion_mnist(source="local", data_dir=path), split, str(path))
     return dataset.to_iterable_dataset() if streaming else dataset
 
 
-def _pick_split(splits: Union[DatasetDict, IterableDatasetDict], split: Optional[str], name: str) -> AnyDataset:
+def _pick_split(splits: DatasetDict | IterableDatasetDict, split: str | None, name: str) -> AnyDataset:
     if split is None and len(splits) == 1:
         return next(iter(splits.values()))
     if split not in splits:
@@ -56,8 +55,8 @@ def _pick_split(splits: Union[DatasetDict, IterableDatasetDict], split: Optional
 
 
 def _find_column(
-    column_names: Sequence[str], requested: Optional[str], candidates: Sequence[str], role: str
-) -> Optional[str]:
+    column_names: Sequence[str], requested: str | None, candidates: Sequence[str], role: str
+) -> str | None:
     if requested is not None:
         if requested not in column_names:
             raise ValueError(f"{role}_column {requested!r} is not a column; available columns: {list(column_names)}.")
@@ -66,7 +65,7 @@ def _find_column(
 
 
 def normalize_image_columns(
-    dataset: AnyDataset, image_column: Optional[str] = None, label_column: Optional[str] = None
+    dataset: AnyDataset, image_column: str | None = None, label_column: str | None = None
 ) -> AnyDataset:
     """Keep only the image and label columns, renamed `image` and `label`, with an `Image` feature.
 
@@ -99,11 +98,11 @@ def normalize_image_columns(
 
 
 def load_image_dataset(
-    name_or_path: Union[str, Path, Sequence[Union[str, Path]]],
-    split: Optional[str] = None,
+    name_or_path: str | Path | Sequence[str | Path],
+    split: str | None = None,
     streaming: bool = False,
-    image_column: Optional[str] = None,
-    label_column: Optional[str] = None,
+    image_column: str | None = None,
+    label_column: str | None = None,
     **load_kwargs,
 ) -> AnyDataset:
     """Load an image classification dataset from the Hub or from local files.
@@ -151,6 +150,38 @@ def load_image_dataset(
     return normalize_image_columns(dataset, image_column=image_column, label_column=label_column)
 
 
+def load_split(
+    name: str,
+    split: str,
+    config: str | None = None,
+    streaming: bool = False,
+    image_column: str | None = None,
+    label_column: str | None = None,
+    max_samples: int | None = None,
+) -> AnyDataset:
+    """One split of `load_image_dataset(name)` (Hub configuration `config`), its first `max_samples` rows if given."""
+    dataset = load_image_dataset(
+        name,
+        split=split,
+        streaming=streaming,
+        image_column=image_column,
+        label_column=label_column,
+        **({"name": config} if config else {}),
+    )
+    if max_samples is not None:
+        dataset = dataset.take(max_samples) if streaming else dataset.select(range(min(max_samples, len(dataset))))
+    return dataset
+
+
+def load_eval_dataset(dataset: str, split: str = "test", num_eval: int | None = None, require_labels: bool = True):
+    """`"fashion_mnist"` (through `load_fashion_mnist`) or anything `load_image_dataset` reads; the first
+    `num_eval` rows, with columns `image` and (unless `require_labels=False`) `label`."""
+    rows = load_fashion_mnist()[split] if dataset == "fashion_mnist" else load_image_dataset(dataset, split=split)
+    if require_labels and "label" not in rows.column_names:
+        raise ValueError(f"Dataset {dataset!r} has no label column ({rows.column_names}); top-1 needs labels.")
+    return rows if num_eval is None else rows.select(range(min(num_eval, len(rows))))
+
+
 def shard_for_process(dataset: AnyDataset, rank: int, world_size: int) -> AnyDataset:
     """The part of `dataset` that process `rank` of `world_size` reads; the parts are disjoint and cover it.
 
@@ -165,6 +196,8 @@ def shard_for_process(dataset: AnyDataset, rank: int, world_size: int) -> AnyDat
 
 
 __all__ = [
+    "load_eval_dataset",
+    "load_split",
     "IMAGE_COLUMN_CANDIDATES",
     "LABEL_COLUMN_CANDIDATES",
     "load_image_dataset",

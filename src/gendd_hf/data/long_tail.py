@@ -1,13 +1,9 @@
 """Long-tailed subsets and many/medium/few-shot accuracy, as defined for ImageNet-LT and CIFAR-LT."""
 
 import math
-from collections.abc import Mapping, Sequence
 
 import numpy as np
 from datasets import ClassLabel, Dataset
-
-
-SHOT_GROUPS = ("many", "medium", "few")
 
 
 def _labels_and_num_classes(dataset: Dataset, label_column: str) -> tuple[np.ndarray, int]:
@@ -26,9 +22,7 @@ def long_tailed_class_counts(n_max: int, num_classes: int, imbalance_ratio: floa
     if num_classes < 2:
         raise ValueError(f"a long-tailed profile needs at least 2 classes, got {num_classes}.")
     # The small epsilon keeps exact products such as 6000 * 100^-1 = 60 from flooring to 59.
-    return [
-        max(1, math.floor(n_max * imbalance_ratio ** (-c / (num_classes - 1)) + 1e-9)) for c in range(num_classes)
-    ]
+    return [max(1, math.floor(n_max * imbalance_ratio ** (-c / (num_classes - 1)) + 1e-9)) for c in range(num_classes)]
 
 
 def make_long_tailed(
@@ -70,55 +64,4 @@ def make_long_tailed(
     return dataset.select(np.sort(np.concatenate(keep)))
 
 
-def shot_groups(train_class_counts: Sequence[int], many: int = 100, few: int = 20) -> list[str]:
-    """Name each class's shot group from its number of training images, as ImageNet-LT does.
-
-    "many": more than `many` images; "few": fewer than `few`; "medium": from `few` to `many` inclusive.
-
-    Args:
-        train_class_counts (`Sequence[int]`): training images per class, indexed by class id.
-        many (`int`, *optional*, defaults to 100) / few (`int`, *optional*, defaults to 20): the thresholds.
-
-    Returns:
-        `list[str]`: "many", "medium" or "few" for each class.
-    """
-    if few > many:
-        raise ValueError(f"few ({few}) must not exceed many ({many}).")
-    return ["many" if n > many else "few" if n < few else "medium" for n in train_class_counts]
-
-
-def shot_accuracy(
-    predictions: Sequence[int], references: Sequence[int], class_groups: Sequence[str]
-) -> Mapping[str, float]:
-    """Top-1 accuracy per shot group and overall.
-
-    A group's accuracy is the mean of its classes' accuracies (classes absent from `references` are skipped),
-    as in the ImageNet-LT evaluation; a group with no evaluated class gives NaN. "overall" is the plain
-    fraction of correct predictions.
-
-    Args:
-        predictions (`Sequence[int]`): predicted class ids.
-        references (`Sequence[int]`): true class ids.
-        class_groups (`Sequence[str]`): the group of each class, e.g. from [`shot_groups`].
-
-    Returns:
-        `dict` with float keys "many", "medium", "few" and "overall".
-    """
-    predictions = np.asarray(predictions)
-    references = np.asarray(references)
-    if predictions.shape != references.shape:
-        raise ValueError(f"predictions {predictions.shape} and references {references.shape} differ in shape.")
-    unknown = set(class_groups) - set(SHOT_GROUPS)
-    if unknown:
-        raise ValueError(f"class_groups holds {sorted(unknown)}; each entry must be one of {SHOT_GROUPS}.")
-    correct = predictions == references
-    class_accuracy = {c: correct[references == c].mean() for c in np.unique(references)}
-    result = {}
-    for group in SHOT_GROUPS:
-        accuracies = [acc for c, acc in class_accuracy.items() if class_groups[c] == group]
-        result[group] = float(np.mean(accuracies)) if accuracies else float("nan")
-    result["overall"] = float(correct.mean())
-    return result
-
-
-__all__ = ["SHOT_GROUPS", "long_tailed_class_counts", "make_long_tailed", "shot_accuracy", "shot_groups"]
+__all__ = ["long_tailed_class_counts", "make_long_tailed"]

@@ -1,11 +1,12 @@
-"""Image transforms (timm presets of the paper's recipes), a Trainer collator, and timm mixup/cutmix."""
+"""Image transforms (timm augmentations of the paper's recipes), a Trainer collator, and timm mixup/cutmix."""
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
+from datasets import Dataset, IterableDataset
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform, resolve_data_config
 from timm.data.mixup import Mixup, mixup_target
 from timm.data.transforms import str_to_interp_mode
@@ -16,14 +17,15 @@ from torchvision import transforms
 # magnitudes increasing with strength. A1 and A2 share the image augmentation; they differ in
 # mixup/cutmix/label smoothing, which `mixup_fn` configures.
 STRONG_RANDAUGMENT = "rand-m7-mstd0.5-inc1"
-# Train-time `create_transform` options of each ImageNet-style preset; color_jitter=None keeps "regular"
+# Train-time `create_transform` options of each ImageNet-style augmentation; color_jitter=None keeps "regular"
 # to RandomResizedCrop + flip, as in the torchvision ImageNet recipe the paper's 100-epoch runs use.
 _CROP_AND_FLIP = {"scale": (0.08, 1.0), "hflip": 0.5, "color_jitter": None}
 _STRONG = {**_CROP_AND_FLIP, "auto_augment": STRONG_RANDAUGMENT}
-IMAGENET_PRESETS = {"regular": _CROP_AND_FLIP, "a2": _STRONG, "a1": _STRONG}
+IMAGENET_AUGMENTATIONS = {"regular": _CROP_AND_FLIP, "a2": _STRONG, "a1": _STRONG}
 # "small": 28x28 / 32x32 data (Fashion-MNIST, CIFAR): random crop after zero padding, then flip.
 SMALL_IMAGE_PADDING = 4
-TransformPreset = Literal["regular", "a2", "a1", "small"]
+AUGMENTATIONS = (*IMAGENET_AUGMENTATIONS, "small")
+"""Every augmentation name (`--augmentation`, `build_transforms`, stored teacher-output views)."""
 _PIL_MODE_FOR_CHANNELS = {1: "L", 3: "RGB"}
 
 
@@ -59,19 +61,17 @@ def _resolved_data_config(data_config: Mapping[str, Any]) -> dict:
     return resolve_data_config(args=dict(data_config))
 
 
-def eval_data_config(data_config: Mapping[str, Any], preset: TransformPreset = "regular") -> dict:
+def eval_data_config(data_config: Mapping[str, Any], augmentation: str = "regular") -> dict:
     """timm's data config of the evaluation transform: `data_config` resolved, with `crop_pct` 1 for the `"small"`
-    preset (a plain resize of 28x28 / 32x32 data). Saved as the model's `pretrained_cfg`, it is also the config of
+    augmentation (a plain resize of 28x28 / 32x32 data). Saved as the model's `pretrained_cfg`, it is also the config of
     its image processor, so `pipeline()` preprocesses as the evaluation does."""
     config = _resolved_data_config(data_config)
-    if preset == "small":
+    if augmentation == "small":
         config["crop_pct"] = 1.0
     return config
 
 
-def build_transforms(
-    data_config: Mapping[str, Any], is_training: bool, preset: TransformPreset = "regular"
-) -> Callable:
+def build_transforms(data_config: Mapping[str, Any], is_training: bool, augmentation: str = "regular") -> Callable:
     """Build the PIL -> tensor transform for training or evaluation.
 
     Args:
@@ -79,23 +79,24 @@ def build_transforms(
             `interpolation`, `crop_pct` (as `timm.data.resolve_model_data_config(model)` returns). The output
             tensor has C channels: images are converted to "L" for C = 1 and to "RGB" for C = 3.
         is_training (`bool`): random augmentation when `True`, the deterministic evaluation transform otherwise.
-        preset (`str`, *optional*, defaults to `"regular"`):
+        augmentation (`str`, *optional*, defaults to `"regular"`):
             - `"regular"`: RandomResizedCrop + horizontal flip (ImageNet 100-epoch recipe);
             - `"a2"` / `"a1"`: the same plus RandAugment `rand-m7-mstd0.5-inc1` ("ResNet strikes back");
             - `"small"`: random crop of the input size after 4-pixel zero padding + flip, for 28x28 / 32x32 data.
-            Evaluation is timm's evaluation transform of `eval_data_config(data_config, preset)` for every preset:
-            resize + center crop at `crop_pct` (1 for `"small"`), the transform of the saved image processor.
+            Evaluation is timm's evaluation transform of `eval_data_config(data_config, augmentation)` for every
+            augmentation: resize + center crop at `crop_pct` (1 for `"small"`), the transform of the saved image
+            processor.
 
     Returns:
         A callable mapping a PIL image to a float tensor of shape `input_size`.
     """
-    if preset not in (*IMAGENET_PRESETS, "small"):
-        raise ValueError(f"preset must be one of {[*IMAGENET_PRESETS, 'small']}, got {preset!r}.")
-    config = _resolved_data_config(data_config) if is_training else eval_data_config(data_config, preset)
+    if augmentation not in AUGMENTATIONS:
+        raise ValueError(f"augmentation must be one of {list(AUGMENTATIONS)}, got {augmentation!r}.")
+    config = _resolved_data_config(data_config) if is_training else eval_data_config(data_config, augmentation)
     in_chans, height, width = config["input_size"]
     to_mode = ConvertImageMode(_PIL_MODE_FOR_CHANNELS[in_chans])
-    if preset != "small" or not is_training:
-        train_options = IMAGENET_PRESETS[preset] if is_training else {}
+    if augmentation != "small" or not is_training:
+        train_options = IMAGENET_AUGMENTATIONS[augmentation] if is_training else {}
         timm_transform = create_transform(
             input_size=config["input_size"],
             is_training=is_training,
@@ -185,13 +186,15 @@ def mixup_fn(
                 "one-hot labels where they are used, or set mixup_alpha / cutmix_alpha > 0."
             )
         return None
-    return EvenBatchMixup(Mixup(
-        mixup_alpha=mixup_alpha,
-        cutmix_alpha=cutmix_alpha,
-        label_smoothing=label_smoothing,
-        num_classes=num_classes,
-        **mixup_kwargs,
-    ))
+    return EvenBatchMixup(
+        Mixup(
+            mixup_alpha=mixup_alpha,
+            cutmix_alpha=cutmix_alpha,
+            label_smoothing=label_smoothing,
+            num_classes=num_classes,
+            **mixup_kwargs,
+        )
+    )
 
 
 @dataclass
@@ -212,8 +215,34 @@ class EvenBatchMixup:
         return torch.cat([mixed, pixel_values[-1:]]), torch.cat([soft, last])
 
 
+@dataclass
+class PixelValuesTransform:
+    """Dataset transform: the `image` column becomes `pixel_values` through `transform`; other columns are kept.
+
+    Each split gets its own (random training augmentation, deterministic evaluation), which one Trainer collator
+    could not do.
+    """
+
+    transform: Callable
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        batch = dict(batch)
+        batch["pixel_values"] = [self.transform(image) for image in batch.pop("image")]
+        return batch
+
+
+def with_pixel_values(dataset: Dataset | IterableDataset, transform: Callable) -> Dataset | IterableDataset:
+    """`dataset` whose rows carry `pixel_values` (a tensor from `transform`) instead of `image`, lazily."""
+    if isinstance(dataset, IterableDataset):  # one example at a time: no batch of 1,000 decoded images in memory
+        return dataset.map(PixelValuesTransform(transform), batched=True, batch_size=1, remove_columns=["image"])
+    return dataset.with_transform(PixelValuesTransform(transform))
+
+
 __all__ = [
-    "IMAGENET_PRESETS",
+    "PixelValuesTransform",
+    "with_pixel_values",
+    "AUGMENTATIONS",
+    "IMAGENET_AUGMENTATIONS",
     "eval_data_config",
     "ConvertImageMode",
     "EvenBatchMixup",

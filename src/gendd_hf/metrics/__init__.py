@@ -1,10 +1,13 @@
-"""Evaluation metrics that work offline: `evaluate` modules shipped inside the package."""
+"""Every accuracy the library reports: top-k per inference path, many / medium / few-shot top-1, and the packaged
+`evaluate` module that scores them offline (`load_top_k_metric`)."""
 
 from pathlib import Path
 
 import evaluate
 
-from .top_k_accuracy.top_k_accuracy import top_k_accuracy
+from .compute import TOP_K, LongTailMetrics, top1, top_k_metrics
+from .long_tail import SHOT_GROUPS, class_counts, class_groups, shot_accuracy, shot_groups, shot_metrics
+from .top_k_accuracy.top_k_accuracy import top_k_accuracy, true_class_rank
 
 
 TOP_K_ACCURACY_PATH = str(Path(__file__).parent / "top_k_accuracy")
@@ -20,4 +23,19 @@ def load_top_k_metric(**kwargs) -> evaluate.EvaluationModule:
     return evaluate.load(TOP_K_ACCURACY_PATH, **kwargs)
 
 
-__all__ = ["TOP_K_ACCURACY_PATH", "load_top_k_metric", "top_k_accuracy"]
+__all__ = [
+    "SHOT_GROUPS",
+    "TOP_K",
+    "TOP_K_ACCURACY_PATH",
+    "LongTailMetrics",
+    "class_counts",
+    "class_groups",
+    "load_top_k_metric",
+    "shot_accuracy",
+    "shot_groups",
+    "shot_metrics",
+    "top1",
+    "top_k_accuracy",
+    "top_k_metrics",
+    "true_class_rank",
+]

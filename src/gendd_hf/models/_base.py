@@ -7,8 +7,9 @@ through timm's `pretrained_cfg_overlay=dict(file=...)`.
 """
 
 import re
+from collections.abc import Sequence
 from functools import partial
-from typing import Any, Dict, Optional, Sequence, Tuple, Type, TypeVar
+from typing import Any, TypeVar
 
 import torch
 from timm.layers import create_classifier
@@ -50,7 +51,7 @@ class CifarNet(nn.Module):
     def get_classifier(self, name_only: bool = False) -> nn.Module | str:
         return "fc" if name_only else self.fc
 
-    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """Replaces the classifier by a freshly initialised one with `num_classes` outputs (0: identity)."""
         pool_type = self.global_pool.pool_type if global_pool is None else global_pool
         self.init_head(self.num_features, num_classes, global_pool=pool_type)
@@ -58,7 +59,7 @@ class CifarNet(nn.Module):
         self.fc.train(self.training)
 
 
-def init_cifar_weights(model: nn.Module, linear_std: Optional[float] = None) -> None:
+def init_cifar_weights(model: nn.Module, linear_std: float | None = None) -> None:
     """He-normal (fan-out) convolutions and unit BatchNorm, as in the reference definitions.
 
     With `linear_std`, linear layers get N(0, linear_std) weights and zero bias (the VGG and MobileNetV2
@@ -77,7 +78,7 @@ def init_cifar_weights(model: nn.Module, linear_std: Optional[float] = None) -> 
             nn.init.zeros_(module.bias)
 
 
-def cifar_cfg(first_conv: str, pool_size: Tuple[int, int], **kwargs: Any) -> Dict[str, Any]:
+def cifar_cfg(first_conv: str, pool_size: tuple[int, int], **kwargs: Any) -> dict[str, Any]:
     """timm pretrained config of a CIFAR-100 model: 32x32 inputs, CIFAR-100 mean/std, 100 classes, no weights."""
     return {
         "url": "",
@@ -97,8 +98,8 @@ def cifar_cfg(first_conv: str, pool_size: Tuple[int, int], **kwargs: Any) -> Dic
 
 
 def checkpoint_filter_fn(
-    state_dict: Dict[str, torch.Tensor], model: nn.Module, renames: Sequence[Tuple[str, str]] = ()
-) -> Dict[str, torch.Tensor]:
+    state_dict: dict[str, torch.Tensor], model: nn.Module, renames: Sequence[tuple[str, str]] = ()
+) -> dict[str, torch.Tensor]:
     """Renames the keys of a reference-repository checkpoint with `(pattern, replacement)` regex pairs.
 
     Keys already in this zoo's naming are left alone, so the function also accepts checkpoints saved from
@@ -113,7 +114,7 @@ def checkpoint_filter_fn(
 
 
 def build_cifar_model(
-    model_cls: Type[ModelT], variant: str, pretrained: bool, renames: Sequence[Tuple[str, str]] = (), **kwargs: Any
+    model_cls: type[ModelT], variant: str, pretrained: bool, renames: Sequence[tuple[str, str]] = (), **kwargs: Any
 ) -> ModelT:
     """Builds a registered CIFAR model through timm (config, kwargs defaults, optional weights from a file)."""
     return build_model_with_cfg(

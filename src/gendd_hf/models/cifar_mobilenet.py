@@ -5,7 +5,8 @@ channels, global average pooling and a linear classifier. As in the reference, a
 and the expansion-1 block keeps its 1x1 expansion conv.
 """
 
-from typing import Any, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from timm.models import generate_default_cfgs, register_model
@@ -73,7 +74,7 @@ class CifarMobileNetV2(CifarNet):
     def __init__(
         self,
         width_mult: float,
-        setting: Sequence[Tuple[int, int, int, int]] = _INVERTED_RESIDUAL_SETTING,
+        setting: Sequence[tuple[int, int, int, int]] = _INVERTED_RESIDUAL_SETTING,
         num_features: int = 1280,
         num_classes: int = 100,
         in_chans: int = 3,

@@ -7,7 +7,8 @@ Depth 6n+2: a 3x3 stem, then three stages of n basic blocks at 32x32, 16x16 and 
 max-pool (four stages at 32x32 down to 4x4, 2048-d feature): timm's own `ResNet` with that stem.
 """
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from timm.models import generate_default_cfgs, register_model
@@ -95,9 +96,7 @@ class CifarBottleneckResNet(ResNet):
     """
 
     def __init__(self, layers: Sequence[int], num_classes: int = 100, in_chans: int = 3, **kwargs: Any):
-        super().__init__(
-            Bottleneck, layers, num_classes=num_classes, in_chans=in_chans, zero_init_last=False, **kwargs
-        )
+        super().__init__(Bottleneck, layers, num_classes=num_classes, in_chans=in_chans, zero_init_last=False, **kwargs)
         self.conv1 = nn.Conv2d(in_chans, self.bn1.num_features, kernel_size=3, padding=1, bias=False)
         nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
         self.maxpool = nn.Identity()

@@ -4,7 +4,8 @@ Both keep the 32x32 resolution in a 1x1 stem (24 wide) and halve it at the first
 stages (32 -> 16 -> 8 -> 4). Channel shuffle is `nn.ChannelShuffle`.
 """
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from timm.models import generate_default_cfgs, register_model
@@ -180,10 +181,7 @@ class CifarShuffleNetV2(CifarNet):
 
 
 default_cfgs = generate_default_cfgs(
-    {
-        name: cifar_cfg(first_conv="conv1", pool_size=(4, 4))
-        for name in ("cifar_shufflenet_v1", "cifar_shufflenet_v2")
-    }
+    {name: cifar_cfg(first_conv="conv1", pool_size=(4, 4)) for name in ("cifar_shufflenet_v1", "cifar_shufflenet_v2")}
 )
 
 

@@ -4,7 +4,8 @@ The fully connected layers of the ImageNet VGG are removed: five conv stages (64
 2x2 max pooling after the first three (32 -> 16 -> 8 -> 4), global average pooling and one linear classifier.
 """
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from timm.models import generate_default_cfgs, register_model

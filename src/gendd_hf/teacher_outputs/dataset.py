@@ -47,8 +47,17 @@ class TeacherOutputsDataset(torch.utils.data.IterableDataset):
     disjoint parts of the stream (whole shards when their count divides evenly).
     """
 
-    def __init__(self, images, outputs: TeacherOutputs, stream: IterableDataset, seed: int, shuffled: bool,
-                 process_split: bool, image_column: str, label_column: str):
+    def __init__(
+        self,
+        images,
+        outputs: TeacherOutputs,
+        stream: IterableDataset,
+        seed: int,
+        shuffled: bool,
+        process_split: bool,
+        image_column: str,
+        label_column: str,
+    ):
         self.outputs = outputs
         self.stream = stream
         self.seed = seed
@@ -115,8 +124,10 @@ class TeacherOutputsDataset(torch.utils.data.IterableDataset):
     def _images(self, table: pa.Table, stored_ids: list) -> tuple[list, list, list]:
         """`(undecoded images, labels or Nones, ids found on the image side or Nones)` of a batch of outputs rows."""
         if self.zipped:
-            columns = {name: table.column(name).to_pylist() if name in table.column_names else [None] * len(table)
-                       for name in (_IMAGE, _LABEL, _IMAGE_ID)}
+            columns = {
+                name: table.column(name).to_pylist() if name in table.column_names else [None] * len(table)
+                for name in (_IMAGE, _LABEL, _IMAGE_ID)
+            }
             if None in stored_ids or None in columns[_IMAGE]:
                 raise pa.ArrowInvalid("one stream ended before the other (length mismatch)")
             return columns[_IMAGE], columns[_LABEL], columns[_IMAGE_ID]
@@ -140,8 +151,9 @@ class TeacherOutputsDataset(torch.utils.data.IterableDataset):
         values, labels, image_ids = self._images(table, raw_ids)
         stored_ids = [as_image_id(value) for value in raw_ids]
         digests = table.column("image_digest").to_pylist()
-        per_view = {name: self._per_view(table, name) for name in table.column_names
-                    if name.startswith(("view_", "teacher_"))}
+        per_view = {
+            name: self._per_view(table, name) for name in table.column_names if name.startswith(("view_", "teacher_"))
+        }
         for i, stored_id in enumerate(stored_ids):
             if image_ids[i] is not None and as_image_id(image_ids[i]) != stored_id:
                 raise TeacherOutputsMismatchError(
@@ -155,8 +167,14 @@ class TeacherOutputsDataset(torch.utils.data.IterableDataset):
                 )
             k = epoch_view_index(self.seed, self.epoch, stored_id, settings.num_views)
             top, left, height, width = (int(v) for v in per_view["view_crop"][i, k])
-            view = View(top, left, height, width, hflip=bool(per_view["view_hflip"][i, k, 0]),
-                        aug_seed=int(per_view["view_aug_seed"][i, k, 0]))
+            view = View(
+                top,
+                left,
+                height,
+                width,
+                hflip=bool(per_view["view_hflip"][i, k, 0]),
+                aug_seed=int(per_view["view_aug_seed"][i, k, 0]),
+            )
             example = {
                 "pixel_values": apply_view(decode_image(values[i]), view, settings.view_config),
                 "teacher_features": torch.tensor(per_view["teacher_features"][i, k], dtype=torch.float16),
@@ -175,8 +193,9 @@ class TeacherOutputsDataset(torch.utils.data.IterableDataset):
             yield example
 
 
-def _zipped_stream(images: IterableDataset, stream: IterableDataset, settings, image_column: str,
-                   label_column: str) -> IterableDataset:
+def _zipped_stream(
+    images: IterableDataset, stream: IterableDataset, settings, image_column: str, label_column: str
+) -> IterableDataset:
     names = {image_column: _IMAGE}
     if label_column in (images.column_names or ()):
         names[label_column] = _LABEL
@@ -229,8 +248,10 @@ def teacher_outputs_dataset(
         [`TeacherOutputsDataset`]; batch it with `transformers.default_data_collator` (the Trainer's default).
         `dataset.outputs` is the [`TeacherOutputs`] (teacher record, classifier, settings).
     """
-    outputs = teacher_outputs if isinstance(teacher_outputs, TeacherOutputs) else TeacherOutputs.load(
-        teacher_outputs, split=split, revision=revision, token=token
+    outputs = (
+        teacher_outputs
+        if isinstance(teacher_outputs, TeacherOutputs)
+        else TeacherOutputs.load(teacher_outputs, split=split, revision=revision, token=token)
     )
     outputs.check(view_config=view_config, teacher=teacher)
     outputs.check_ids()
@@ -249,8 +270,9 @@ def teacher_outputs_dataset(
     if num_processes > 1:
         stream = shard_for_process(stream, process_index, num_processes)
     stream = stream.with_format("arrow")
-    return TeacherOutputsDataset(images, outputs, stream, seed, bool(shuffle_buffer_size), num_processes > 1,
-                                 image_column, label_column)
+    return TeacherOutputsDataset(
+        images, outputs, stream, seed, bool(shuffle_buffer_size), num_processes > 1, image_column, label_column
+    )
 
 
 __all__ = ["TeacherOutputsDataset", "teacher_outputs_dataset"]

@@ -50,8 +50,10 @@ class _ShardViews(torch.utils.data.Dataset):
         image_id = self.start + position if settings.id_column is None else as_image_id(example[settings.id_column])
         value = example[self.image_column]
         image = decode_image(value)
-        views = [draw_view(image, settings.view_config, view_seed(settings.seed, image_id, k))
-                 for k in range(settings.num_views)]
+        views = [
+            draw_view(image, settings.view_config, view_seed(settings.seed, image_id, k))
+            for k in range(settings.num_views)
+        ]
         pixels = torch.stack([apply_view(image, view, settings.view_config) for view in views])
         return image_id, image_digest(value), views, pixels
 

@@ -87,7 +87,7 @@ class TeacherRecord:
     num_classes: int
 
     @classmethod
-    def from_teacher(cls, teacher: TimmTeacher, name: str) -> "TeacherRecord":
+    def from_teacher(cls, teacher: TimmTeacher, name: str) -> TeacherRecord:
         return cls(name, teacher_fingerprint(teacher), teacher.feature_dim, teacher.num_classes)
 
 
@@ -137,7 +137,7 @@ class TeacherOutputsSettings:
         return {**asdict(self), "view_config": self.view_config.to_dict()}
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TeacherOutputsSettings":
+    def from_dict(cls, values: dict[str, Any]) -> TeacherOutputsSettings:
         names = cls.__dataclass_fields__
         values = {key: value for key, value in values.items() if key in names}
         return cls(**{**values, "view_config": ViewConfig.from_dict(values["view_config"])})
@@ -197,8 +197,13 @@ def shard_record(
 ) -> dict[str, Any]:
     """What every shard of a run records in its parquet metadata; equal records mean interchangeable shards.
     `num_images` is the size of the image dataset (`None` for a stream, whose length is not known in advance)."""
-    return {"format_version": FORMAT_VERSION, "teacher": asdict(teacher), "split": split,
-            "settings": settings.to_dict(), "num_images": num_images}
+    return {
+        "format_version": FORMAT_VERSION,
+        "teacher": asdict(teacher),
+        "split": split,
+        "settings": settings.to_dict(),
+        "num_images": num_images,
+    }
 
 
 def write_shard(path: Path, columns: dict[str, Any], features: Features, record: dict[str, Any]) -> None:
@@ -242,7 +247,7 @@ def _write_json(path: Path, payload: dict) -> None:
     os.replace(temporary, path)
 
 
-def finalize_teacher_outputs(output_dir: str | os.PathLike, split: str = "train") -> "TeacherOutputs":
+def finalize_teacher_outputs(output_dir: str | os.PathLike, split: str = "train") -> TeacherOutputs:
     """After every process has written its shards: check that `split` is complete and consistent, then write
     `teacher_outputs.json` (other splits already recorded are kept) and the dataset card. Run it on one process.
 
@@ -340,13 +345,18 @@ def write_dataset_card(folder: Path, payload: dict[str, Any], source: str | None
     splits = payload["splits"]
     card_data = DatasetCardData(
         tags=TAGS,
-        configs=[{
-            "config_name": "default",
-            "data_files": [{"split": name, "path": f"data/{name}-*.parquet"} for name in sorted(splits)],
-        }],
+        configs=[
+            {
+                "config_name": "default",
+                "data_files": [{"split": name, "path": f"data/{name}-*.parquet"} for name in sorted(splits)],
+            }
+        ],
     )
     card = DatasetCard.from_template(
-        card_data, template_str=CARD_TEMPLATE, teacher=payload["teacher"], splits=splits,
+        card_data,
+        template_str=CARD_TEMPLATE,
+        teacher=payload["teacher"],
+        splits=splits,
         source=source or folder.name,
     )
     card.save(folder / CARD_NAME)
@@ -362,7 +372,10 @@ def push_teacher_outputs(
     api = HfApi(token=token)
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
     commit = api.upload_folder(
-        folder_path=folder, repo_id=repo_id, repo_type="dataset", commit_message="Add teacher outputs",
+        folder_path=folder,
+        repo_id=repo_id,
+        repo_type="dataset",
+        commit_message="Add teacher outputs",
         allow_patterns=[RECORD_NAME, CLASSIFIER_NAME, CARD_NAME, "data/*.parquet"],
     )
     return commit.commit_url
@@ -390,7 +403,7 @@ class TeacherOutputs:
     @classmethod
     def load(
         cls, source: str | os.PathLike, split: str = "train", revision: str | None = None, token: str | None = None
-    ) -> "TeacherOutputs":
+    ) -> TeacherOutputs:
         """Read the record and the classifier of a folder written by [`finalize_teacher_outputs`], or of a Hub
         dataset repository it was pushed to (`source` is then the repo id; the shards stream from the Hub)."""
         folder = Path(source)
@@ -448,8 +461,9 @@ class TeacherOutputs:
         recorded = self.settings.view_config
         if view_config is not None and view_config != recorded:
             ours, theirs = view_config.to_dict(), recorded.to_dict()
-            differences = ", ".join(f"{key}={ours[key]!r} (recorded {theirs[key]!r})" for key in ours
-                                    if ours[key] != theirs[key])
+            differences = ", ".join(
+                f"{key}={ours[key]!r} (recorded {theirs[key]!r})" for key in ours if ours[key] != theirs[key]
+            )
             raise TeacherOutputsMismatchError(
                 f"The teacher outputs in {self.source} were computed with another transform: {differences}. Train "
                 "with the recorded transform (view_config=None uses it) or precompute outputs for this one."
@@ -473,18 +487,22 @@ class TeacherOutputs:
         expected = None if self.settings.id_column else range(self.num_images)
         for shard, url in zip(self.shards, self.data_files):
             filesystem, path = fsspec.core.url_to_fs(url, token=self.token)
-            ids = [as_image_id(value) for value in pq.read_table(path, columns=["id"], filesystem=filesystem)
-                   .column("id").to_pylist()]
-            repeated = [image_id for image_id, count in Counter(ids).items()
-                        if count > 1 or image_id in shard_of_id]
+            ids = [
+                as_image_id(value)
+                for value in pq.read_table(path, columns=["id"], filesystem=filesystem).column("id").to_pylist()
+            ]
+            repeated = [image_id for image_id, count in Counter(ids).items() if count > 1 or image_id in shard_of_id]
             foreign = [image_id for image_id in ids if image_id not in expected] if expected is not None else []
             if repeated:
                 owners = sorted({shard_of_id.get(image_id, shard["path"]) for image_id in repeated})
-                problems.append(f"shard {shard['path']} repeats {len(repeated)} image ids already in "
-                                f"{', '.join(owners)} ({_few(repeated)})")
+                problems.append(
+                    f"shard {shard['path']} repeats {len(repeated)} image ids already in "
+                    f"{', '.join(owners)} ({_few(repeated)})"
+                )
             if foreign:
-                problems.append(f"shard {shard['path']} holds {len(foreign)} ids outside 0..{self.num_images - 1} "
-                                f"({_few(foreign)})")
+                problems.append(
+                    f"shard {shard['path']} holds {len(foreign)} ids outside 0..{self.num_images - 1} ({_few(foreign)})"
+                )
             for image_id in ids:
                 shard_of_id.setdefault(image_id, shard["path"])
         missing = [image_id for image_id in expected if image_id not in shard_of_id] if expected is not None else []

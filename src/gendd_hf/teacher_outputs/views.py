@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import cache
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,10 +26,10 @@ from timm.data.transforms import str_to_interp_mode
 from torchvision import transforms
 
 from ..data.transforms import (
-    IMAGENET_PRESETS,
+    AUGMENTATIONS,
+    IMAGENET_AUGMENTATIONS,
     SMALL_IMAGE_PADDING,
     ConvertImageMode,
-    TransformPreset,
     _resolved_data_config,
     build_transforms,
 )
@@ -65,20 +66,19 @@ class ViewConfig:
     interpolation: str
     crop_pct: float
     crop_mode: str
-    preset: TransformPreset = "regular"
+    preset: str = "regular"
     is_training: bool = True
 
     def __post_init__(self):
-        valid = (*IMAGENET_PRESETS, "small")
-        if self.preset not in valid:
-            raise ValueError(f"ViewConfig.preset must be one of {list(valid)}, got {self.preset!r}.")
+        if self.preset not in AUGMENTATIONS:
+            raise ValueError(f"ViewConfig.preset must be one of {list(AUGMENTATIONS)}, got {self.preset!r}.")
         if len(self.input_size) != 3 or self.input_size[0] not in _PIL_MODES:
             raise ValueError(f"ViewConfig.input_size must be (1 or 3, height, width), got {self.input_size}.")
 
     @classmethod
     def from_data_config(
-        cls, data_config: Mapping[str, Any], preset: TransformPreset = "regular", is_training: bool = True
-    ) -> "ViewConfig":
+        cls, data_config: Mapping[str, Any], preset: str = "regular", is_training: bool = True
+    ) -> ViewConfig:
         """The view config of `build_transforms(data_config, is_training, preset)` (missing keys filled by timm)."""
         config = _resolved_data_config(data_config)
         return cls(
@@ -93,7 +93,7 @@ class ViewConfig:
         )
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "ViewConfig":
+    def from_dict(cls, values: Mapping[str, Any]) -> ViewConfig:
         """Inverse of [`ViewConfig.to_dict`] (lists back to tuples)."""
         return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in values.items()})
 
@@ -104,8 +104,9 @@ class ViewConfig:
     @property
     def data_config(self) -> dict[str, Any]:
         """The timm data config, as `build_transforms` takes it."""
-        return {key: getattr(self, key) for key in ("input_size", "mean", "std", "interpolation", "crop_pct",
-                                                      "crop_mode")}
+        return {
+            key: getattr(self, key) for key in ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode")
+        }
 
 
 @dataclass(frozen=True)
@@ -162,9 +163,9 @@ def draw_view(image, config: ViewConfig, seed: int) -> View:
             )
             top, left = top - pad, left - pad
         else:
-            scale = IMAGENET_PRESETS[config.preset]["scale"]
+            scale = IMAGENET_AUGMENTATIONS[config.preset]["scale"]
             top, left, box_height, box_width = transforms.RandomResizedCrop.get_params(image, scale, _RATIO)
-        hflip = bool(torch.rand(1) < IMAGENET_PRESETS["regular"]["hflip"])
+        hflip = bool(torch.rand(1) < IMAGENET_AUGMENTATIONS["regular"]["hflip"])
         aug_seed = int(torch.randint(_MAX_AUG_SEED, ()))
     return View(int(top), int(left), int(box_height), int(box_width), hflip, aug_seed)
 
@@ -174,9 +175,9 @@ def _stages(config: ViewConfig):
     """timm's transforms around the replayed crop and flip: (further augmentation or None, to-tensor + normalise).
     For the evaluation config: (None, the whole evaluation transform of `build_transforms`)."""
     if not config.is_training:
-        return None, build_transforms(config.data_config, is_training=False, preset=config.preset)
+        return None, build_transforms(config.data_config, is_training=False, augmentation=config.preset)
     # "small" has no further augmentation; the regular options (no colour jitter, no RandAugment) give none.
-    options = IMAGENET_PRESETS.get(config.preset, IMAGENET_PRESETS["regular"])
+    options = IMAGENET_AUGMENTATIONS.get(config.preset, IMAGENET_AUGMENTATIONS["regular"])
     _, further, final = create_transform(
         input_size=config.input_size,
         is_training=True,

@@ -33,14 +33,12 @@ Example:
 """
 
 
-def top_k_accuracy(logits, labels, k: int | Sequence[int] = (1, 5)) -> dict[str, float]:
-    """Top-k accuracy of `logits` (N, C) against integer `labels` (N,), as fractions keyed `top{k}`.
+def true_class_rank(logits, labels) -> torch.Tensor:
+    """Rank of each sample's true class among its scores (0: the top), ties and NaN counted against it.
 
-    Accepts tensors, arrays or nested lists. Ties count against the prediction (see the module description).
+    Accepts tensors, arrays or nested lists: `logits` (N, C), integer `labels` (N,) in [0, C). A sample is correct at
+    k when its rank is below k, so every accuracy of the package (top-k, per shot group) scores ties the same way.
     """
-    ks = (k,) if isinstance(k, int) else tuple(k)
-    if not ks or any(not isinstance(value, int) or isinstance(value, bool) or value < 1 for value in ks):
-        raise ValueError(f"k must be a positive int or a sequence of positive ints, got {k!r}.")
     logits = torch.as_tensor(logits).float()
     labels = torch.as_tensor(labels, device=logits.device).long()
     if logits.ndim != 2 or labels.shape != logits.shape[:1] or logits.shape[0] == 0:
@@ -52,9 +50,20 @@ def top_k_accuracy(logits, labels, k: int | Sequence[int] = (1, 5)) -> dict[str,
     if labels.min() < 0 or labels.max() >= num_classes:
         raise ValueError(f"labels must lie in [0, {num_classes}), got values from {labels.min()} to {labels.max()}.")
     target = logits.gather(1, labels[:, None])
-    # Rank of the true class, ties counted against it: other classes scoring at least as high.
+    # Other classes scoring at least as high as the true class.
     rank = (logits >= target).sum(dim=1) - 1
-    rank = torch.where(target.squeeze(1).isnan(), num_classes, rank)
+    return torch.where(target.squeeze(1).isnan(), num_classes, rank)
+
+
+def top_k_accuracy(logits, labels, k: int | Sequence[int] = (1, 5)) -> dict[str, float]:
+    """Top-k accuracy of `logits` (N, C) against integer `labels` (N,), as fractions keyed `top{k}`.
+
+    Accepts tensors, arrays or nested lists. Ties count against the prediction (see the module description).
+    """
+    ks = (k,) if isinstance(k, int) else tuple(k)
+    if not ks or any(not isinstance(value, int) or isinstance(value, bool) or value < 1 for value in ks):
+        raise ValueError(f"k must be a positive int or a sequence of positive ints, got {k!r}.")
+    rank = true_class_rank(logits, labels)
     return {f"top{value}": (rank < value).float().mean().item() for value in ks}
 
 

@@ -1,6 +1,6 @@
 """Every experiment of the GenDD paper (arXiv 2507.14503) as a named preset: `recipes/<script> --preset NAME`.
 
-A preset is a set of argument defaults, fields of [`~gendd_hf.recipe.RecipeArguments`] and
+A preset is a set of argument defaults, fields of [`~gendd_hf.cli.RecipeArguments`] and
 [`GenDDTrainingArguments`]; flags given on the command line still win. `--list-presets` prints the table below
 (`format_presets()`) with the paper's top-1 beside each experiment. Presets chain through their folders: a CIFAR
 teacher preset writes the timm checkpoint that the distillation presets read (`teacher_checkpoint`), a `-stage1`
@@ -23,10 +23,32 @@ from pathlib import PurePosixPath
 from types import MappingProxyType
 from typing import Any
 
-from .recipe import AUGMENTATIONS, IMAGENET_RECIPES
-from .schedules import StepDecay, step_decay_scheduler  # noqa: F401  (re-exported)
-from .training_args import METHODS, STAGES, GenDDTrainingArguments
+from ..data.transforms import AUGMENTATIONS
+from ..losses import METHODS
+from ..training_args import STAGES
 
+
+# The ImageNet recipes of the paper (method page, section 5). A1/A2 mix images, which replaces feature mixup.
+IMAGENET_RECIPES = {
+    "regular": {"augmentation": "regular", "num_train_epochs": 100},
+    "a2": {
+        "augmentation": "a2",
+        "mixup_alpha": 0.1,
+        "cutmix_alpha": 1.0,
+        "label_smoothing": 0.0,
+        "feature_mixup_beta": 0.0,
+        "num_train_epochs": 300,
+    },
+    "a1": {
+        "augmentation": "a1",
+        "mixup_alpha": 0.2,
+        "cutmix_alpha": 1.0,
+        "label_smoothing": 0.1,
+        "feature_mixup_beta": 0.0,
+        "num_train_epochs": 600,
+    },
+}
+"""`--recipe` of `recipes/train_imagenet.py`: field defaults of `RecipeArguments` and `GenDDTrainingArguments`."""
 
 RECIPE_SCRIPTS = ("train_cifar100.py", "train_imagenet.py", "train_cc3m_unsupervised.py", "train_teacher.py")
 """The scripts of `recipes/` that run presets."""
@@ -74,8 +96,10 @@ class Preset:
 
         check(self.recipe in RECIPE_SCRIPTS, f"recipe {self.recipe!r} is not one of {list(RECIPE_SCRIPTS)}")
         check("recipe" not in self.overrides, "the script goes in Preset.recipe, not in the overrides")
-        check(self.overrides.get("augmentation", "regular") in AUGMENTATIONS,
-              f"augmentation must be one of {list(AUGMENTATIONS)}")
+        check(
+            self.overrides.get("augmentation", "regular") in AUGMENTATIONS,
+            f"augmentation must be one of {list(AUGMENTATIONS)}",
+        )
         check(self.overrides.get("method", "gendd") in METHODS, f"method must be one of {list(METHODS)}")
         check(self.overrides.get("stage", "main") in STAGES, f"stage must be one of {list(STAGES)}")
         check((self.paper_top1 is None) == (not self.top1_source), "give paper_top1 and its top1_source together")
@@ -92,10 +116,10 @@ def _teacher_checkpoint(teacher_preset: str) -> str:
     return f"{_output_dir(teacher_preset)}/model.safetensors"
 
 
-def _preset(name: str, recipe: str, experiment: str, group: str, gpu_hours: float, overrides: Mapping[str, Any],
-            **kwargs: Any) -> Preset:
-    return Preset(name, recipe, experiment, group, {"output_dir": _output_dir(name), **overrides}, gpu_hours,
-                  **kwargs)
+def _preset(
+    name: str, recipe: str, experiment: str, group: str, gpu_hours: float, overrides: Mapping[str, Any], **kwargs: Any
+) -> Preset:
+    return Preset(name, recipe, experiment, group, {"output_dir": _output_dir(name), **overrides}, gpu_hours, **kwargs)
 
 
 def _step_decay(*epochs: int) -> dict[str, Any]:
@@ -138,7 +162,9 @@ def kd_cifar_learning_rate(architecture: str) -> float:
 def _cifar_ce(architecture: str, role: str) -> Preset:
     """Cross-entropy training of a CIFAR-100 network with the distillation literature's schedule (`--method ce`)."""
     return _preset(
-        f"cifar100-ce-{architecture}", "train_teacher.py", f"{role} {architecture}, cross-entropy",
+        f"cifar100-ce-{architecture}",
+        "train_teacher.py",
+        f"{role} {architecture}, cross-entropy",
         "CIFAR-100 teachers and students (cross-entropy, 240 epochs, SGD)",
         gpu_hours=2.0 if architecture in ("resnet110", "resnet32x4", "resnet50") else 1.0,
         overrides={
@@ -179,20 +205,37 @@ def _cifar_pair(pair: _CifarPair, group: str) -> list[Preset]:
         "teacher_checkpoint": _teacher_checkpoint(f"cifar100-ce-{pair.teacher}"),
         "student_name": f"cifar_{pair.student}",
     }
-    stage1 = {"learning_rate": 3e-3, "weight_decay": pair.weight_decay, "per_device_train_batch_size": 64,
-              "num_train_epochs": 50, **pair.stage1}
+    stage1 = {
+        "learning_rate": 3e-3,
+        "weight_decay": pair.weight_decay,
+        "per_device_train_batch_size": 64,
+        "num_train_epochs": 50,
+        **pair.stage1,
+    }
     schedule = {"lr_scheduler_type": "cosine"} if pair.cosine else _step_decay(*KD_CIFAR_LR_DECAY_EPOCHS)
     notes = "Settings of the authors' script for this pair"
     if pair.contraction != 0.9:
         notes += f" (its lambda {pair.contraction}; the paper's text says 0.9 for every pair)"
     if any(family in pair.student for family in _SMALL_LR_FAMILIES):
-        notes += (f"; their train_student_gendd.py replaces the learning rate of {pair.student} students by 0.01, "
-                  "so the rate they ran with is uncertain")
+        notes += (
+            f"; their train_student_gendd.py replaces the learning rate of {pair.student} students by 0.01, "
+            "so the rate they ran with is uncertain"
+        )
     return [
-        _preset(f"{name}-stage1", "train_cifar100.py", f"{experiment}, stage 1", group, gpu_hours=0.2,
-                overrides={**shared, "method": "gendd", "stage": "pretrain", **stage1}),
         _preset(
-            name, "train_cifar100.py", experiment, group, gpu_hours=pair.gpu_hours,
+            f"{name}-stage1",
+            "train_cifar100.py",
+            f"{experiment}, stage 1",
+            group,
+            gpu_hours=0.2,
+            overrides={**shared, "method": "gendd", "stage": "pretrain", **stage1},
+        ),
+        _preset(
+            name,
+            "train_cifar100.py",
+            experiment,
+            group,
+            gpu_hours=pair.gpu_hours,
             overrides={
                 **shared,
                 "method": "gendd",
@@ -224,21 +267,75 @@ CIFAR_SAME_FAMILY = (
     _CifarPair("vgg13", "vgg8", contraction=0.7, gpu_hours=3.0),
 )
 CIFAR_CROSS_FAMILY = (
-    _CifarPair("resnet32x4", "shufflenet_v1", contraction=0.7, learning_rate=1e-5, weight_decay=1e-2, batch_size=128,
-               warmup_epochs=20, stage1={**_SHUFFLENET_STAGE1, "num_train_epochs": 20}, gpu_hours=3.0),
-    _CifarPair("wrn_40_2", "shufflenet_v1", contraction=0.7, learning_rate=1e-5, weight_decay=1e-2, batch_size=128,
-               stage1={"weight_decay": 1e-2, "per_device_train_batch_size": 128}, gpu_hours=3.0),
-    _CifarPair("vgg13", "mobilenet_v2", contraction=0.8, learning_rate=1e-4, weight_decay=1e-2, batch_size=128,
-               cosine=True, stage1={"weight_decay": 1e-2}, gpu_hours=3.0),
-    _CifarPair("resnet50", "mobilenet_v2", contraction=0.8, learning_rate=1e-4, weight_decay=2e-2, batch_size=128,
-               diffusion_batch_mul=10, cosine=True, head_weight_decay=2e-2, stage1={"weight_decay": 2e-2},
-               gpu_hours=4.0),
-    _CifarPair("resnet32x4", "shufflenet_v2", contraction=0.7, learning_rate=1e-5, weight_decay=1e-2, batch_size=128,
-               warmup_epochs=20, stage1={**_SHUFFLENET_STAGE1, "num_train_epochs": 20}, gpu_hours=3.0),
+    _CifarPair(
+        "resnet32x4",
+        "shufflenet_v1",
+        contraction=0.7,
+        learning_rate=1e-5,
+        weight_decay=1e-2,
+        batch_size=128,
+        warmup_epochs=20,
+        stage1={**_SHUFFLENET_STAGE1, "num_train_epochs": 20},
+        gpu_hours=3.0,
+    ),
+    _CifarPair(
+        "wrn_40_2",
+        "shufflenet_v1",
+        contraction=0.7,
+        learning_rate=1e-5,
+        weight_decay=1e-2,
+        batch_size=128,
+        stage1={"weight_decay": 1e-2, "per_device_train_batch_size": 128},
+        gpu_hours=3.0,
+    ),
+    _CifarPair(
+        "vgg13",
+        "mobilenet_v2",
+        contraction=0.8,
+        learning_rate=1e-4,
+        weight_decay=1e-2,
+        batch_size=128,
+        cosine=True,
+        stage1={"weight_decay": 1e-2},
+        gpu_hours=3.0,
+    ),
+    _CifarPair(
+        "resnet50",
+        "mobilenet_v2",
+        contraction=0.8,
+        learning_rate=1e-4,
+        weight_decay=2e-2,
+        batch_size=128,
+        diffusion_batch_mul=10,
+        cosine=True,
+        head_weight_decay=2e-2,
+        stage1={"weight_decay": 2e-2},
+        gpu_hours=4.0,
+    ),
+    _CifarPair(
+        "resnet32x4",
+        "shufflenet_v2",
+        contraction=0.7,
+        learning_rate=1e-5,
+        weight_decay=1e-2,
+        batch_size=128,
+        warmup_epochs=20,
+        stage1={**_SHUFFLENET_STAGE1, "num_train_epochs": 20},
+        gpu_hours=3.0,
+    ),
 )
 CIFAR_TEACHERS = ("resnet56", "resnet110", "resnet32x4", "wrn_40_2", "vgg13", "resnet50")
-CIFAR_STUDENTS = ("resnet20", "resnet32", "resnet8x4", "wrn_16_2", "wrn_40_1", "vgg8", "shufflenet_v1",
-                  "shufflenet_v2", "mobilenet_v2")
+CIFAR_STUDENTS = (
+    "resnet20",
+    "resnet32",
+    "resnet8x4",
+    "wrn_16_2",
+    "wrn_40_1",
+    "vgg8",
+    "shufflenet_v1",
+    "shufflenet_v2",
+    "mobilenet_v2",
+)
 
 
 # ---- ImageNet -------------------------------------------------------------------------------------------------------
@@ -252,22 +349,49 @@ IMAGENET_OPTIMIZATION = {
     "warmup_steps": 0.1,
     "diffusion_batch_mul": 10,
 }
-IMAGENET_STAGE1 = {"stage": "pretrain", "num_train_epochs": 20, "learning_rate": 2e-3,
-                   "per_device_train_batch_size": 64, "weight_decay": 0.02}
+IMAGENET_STAGE1 = {
+    "stage": "pretrain",
+    "num_train_epochs": 20,
+    "learning_rate": 2e-3,
+    "per_device_train_batch_size": 64,
+    "weight_decay": 0.02,
+}
 
 
-def _imagenet_pair(name: str, experiment: str, group: str, models: Mapping[str, str], training_recipe: str,
-                   gpu_hours: float, **kwargs: Any) -> list[Preset]:
+def _imagenet_pair(
+    name: str,
+    experiment: str,
+    group: str,
+    models: Mapping[str, str],
+    training_recipe: str,
+    gpu_hours: float,
+    **kwargs: Any,
+) -> list[Preset]:
     """Stage 1 (20 epochs) and GenDD on ImageNet-1k with one of the paper's recipes (`IMAGENET_RECIPES`)."""
     shared = {**IMAGENET_DATA, **models, "method": "gendd"}
     return [
-        _preset(f"{name}-stage1", "train_imagenet.py", f"{experiment}, stage 1", group,
-                gpu_hours=STAGE1_GPU_HOURS[models["student_name"]],
-                overrides={**shared, "augmentation": "regular", **IMAGENET_STAGE1}),
-        _preset(name, "train_imagenet.py", experiment, group, gpu_hours=gpu_hours,
-                overrides={**shared, **IMAGENET_OPTIMIZATION, **IMAGENET_RECIPES[training_recipe],
-                           "init_from": _output_dir(f"{name}-stage1")},
-                **kwargs),
+        _preset(
+            f"{name}-stage1",
+            "train_imagenet.py",
+            f"{experiment}, stage 1",
+            group,
+            gpu_hours=STAGE1_GPU_HOURS[models["student_name"]],
+            overrides={**shared, "augmentation": "regular", **IMAGENET_STAGE1},
+        ),
+        _preset(
+            name,
+            "train_imagenet.py",
+            experiment,
+            group,
+            gpu_hours=gpu_hours,
+            overrides={
+                **shared,
+                **IMAGENET_OPTIMIZATION,
+                **IMAGENET_RECIPES[training_recipe],
+                "init_from": _output_dir(f"{name}-stage1"),
+            },
+            **kwargs,
+        ),
     ]
 
 
@@ -287,8 +411,10 @@ BEIT_RUNS = {
     ("base", "a2"): (175.0, 82.01, _README),
     ("base", "a1"): (350.0, 82.31, _README),
 }
-_BEIT_NOTES = ("Learning rate, weight decay and warm-up of the 100-epoch recipe (the strong recipes' values are not "
-               "in our notes); stage 1 of 20 epochs assumed.")
+_BEIT_NOTES = (
+    "Learning rate, weight decay and warm-up of the 100-epoch recipe (the strong recipes' values are not "
+    "in our notes); stage 1 of 20 epochs assumed."
+)
 
 
 # ---- unlabeled CC3M and ImageNet-LT ---------------------------------------------------------------------------------
@@ -308,11 +434,18 @@ CC3M_DATA = {
 
 def _cc3m(suffix: str, models: Mapping[str, str], experiment: str, gpu_hours: float, **kwargs: Any) -> Preset:
     return _preset(
-        f"cc3m-unsup-{suffix}", "train_cc3m_unsupervised.py", experiment,
-        "Unsupervised: CC3M without labels -> ImageNet val", gpu_hours,
+        f"cc3m-unsup-{suffix}",
+        "train_cc3m_unsupervised.py",
+        experiment,
+        "Unsupervised: CC3M without labels -> ImageNet val",
+        gpu_hours,
         overrides={
-            **CC3M_DATA, **models, **IMAGENET_OPTIMIZATION,
-            "method": "gendd_unsup", "contraction": 0.0, "max_steps": CC3M_MAX_STEPS,
+            **CC3M_DATA,
+            **models,
+            **IMAGENET_OPTIMIZATION,
+            "method": "gendd_unsup",
+            "contraction": 0.0,
+            "max_steps": CC3M_MAX_STEPS,
         },
         notes=f"{CC3M_EPOCHS} passes over CC3M at a total batch of 512 (the authors' script); no stage 1.",
         **kwargs,
@@ -320,17 +453,25 @@ def _cc3m(suffix: str, models: Mapping[str, str], experiment: str, gpu_hours: fl
 
 
 # ImageNet-LT: the split files turned into a dataset folder by `python -m gendd_hf.data.imagenet_lt`.
-IMAGENET_LT_DATA = {"dataset_name": "data/imagenet_lt", "train_split": "train", "eval_split": "test",
-                    "image_size": 224, "augmentation": "regular", "shot_metrics": True}
+IMAGENET_LT_DATA = {
+    "dataset_name": "data/imagenet_lt",
+    "train_split": "train",
+    "eval_split": "test",
+    "image_size": 224,
+    "augmentation": "regular",
+    "shot_metrics": True,
+}
 IMAGENET_LT_TEACHER = "imagenet-lt-ce-resnext101_32x4d"
 IMAGENET_LT_EPOCHS = 90
 
 
 def _imagenet_lt(student: str, gpu_hours: float, **kwargs: Any) -> Preset:
     return _preset(
-        f"imagenet-lt-resnext101-{student}", "train_imagenet.py",
+        f"imagenet-lt-resnext101-{student}",
+        "train_imagenet.py",
         f"ResNeXt101 -> {student.replace('resnet', 'ResNet')}, ImageNet-LT",
-        "ImageNet-LT (many / medium / few-shot accuracy)", gpu_hours=gpu_hours,
+        "ImageNet-LT (many / medium / few-shot accuracy)",
+        gpu_hours=gpu_hours,
         overrides={
             **IMAGENET_LT_DATA,
             "teacher_name": "resnext101_32x4d",
@@ -343,7 +484,7 @@ def _imagenet_lt(student: str, gpu_hours: float, **kwargs: Any) -> Preset:
             "num_train_epochs": IMAGENET_LT_EPOCHS,
         },
         notes="Total batch 256 and weight decay 0.2 from the authors' script (which runs 100 epochs); warm-up "
-              "assumed; no stage 1.",
+        "assumed; no stage 1.",
         **kwargs,
     )
 
@@ -357,9 +498,14 @@ _ABLATION_SETTING = "The paper's setting for this ablation is not in our notes; 
 
 def _ablation(base: Preset, name: str, change: str, overrides: Mapping[str, Any], notes: str = "") -> Preset:
     return _preset(
-        f"ablation-{name}", base.recipe, f"{base.experiment}, {change}", _ABLATIONS, base.gpu_hours,
+        f"ablation-{name}",
+        base.recipe,
+        f"{base.experiment}, {change}",
+        _ABLATIONS,
+        base.gpu_hours,
         overrides={**{k: v for k, v in base.overrides.items() if k != "output_dir"}, **overrides},
-        baseline=base.name, notes=" ".join(filter(None, [notes, _ABLATION_SETTING])),
+        baseline=base.name,
+        notes=" ".join(filter(None, [notes, _ABLATION_SETTING])),
     )
 
 
@@ -369,12 +515,19 @@ def _ablations(imagenet: Preset, cc3m: Preset) -> Iterator[Preset]:
     for contraction in CONTRACTIONS:
         yield _ablation(imagenet, f"contraction-{contraction}", f"lambda {contraction}", {"contraction": contraction})
     yield _ablation(
-        imagenet, "sgd", "SGD instead of AdamW",
+        imagenet,
+        "sgd",
+        "SGD instead of AdamW",
         {"optim": "sgd", "optim_args": "momentum=0.9", "learning_rate": 0.2, "weight_decay": 1e-4},
         notes="SGD as in torchvision's ImageNet recipe (lr 0.1 per 256 images, weight decay 1e-4).",
     )
-    yield _ablation(imagenet, "step-lr", "step decay instead of cosine", _step_decay(30, 60, 90),
-                    notes="Learning rate x0.1 at epochs 30, 60 and 90 after the same warm-up.")
+    yield _ablation(
+        imagenet,
+        "step-lr",
+        "step decay instead of cosine",
+        _step_decay(30, 60, 90),
+        notes="Learning rate x0.1 at epochs 30, 60 and 90 after the same warm-up.",
+    )
 
 
 # ---- the table ------------------------------------------------------------------------------------------------------
@@ -387,36 +540,85 @@ def _build_presets() -> dict[str, Preset]:
         presets += _cifar_pair(pair, "CIFAR-100, teacher and student of different families")
 
     imagenet_group = "ImageNet-1k, regular recipe (100 epochs)"
-    presets += _imagenet_pair("imagenet-resnet34-resnet18", "ResNet34 -> ResNet18", imagenet_group,
-                              RESNET34_RESNET18, "regular", gpu_hours=20.0, paper_top1=72.38,
-                              top1_source="paper")
-    presets += _imagenet_pair("imagenet-resnet50-mobilenetv1", "ResNet50 -> MobileNet", imagenet_group,
-                              RESNET50_MOBILENET, "regular", gpu_hours=30.0, paper_top1=73.78,
-                              top1_source="paper")
+    presets += _imagenet_pair(
+        "imagenet-resnet34-resnet18",
+        "ResNet34 -> ResNet18",
+        imagenet_group,
+        RESNET34_RESNET18,
+        "regular",
+        gpu_hours=20.0,
+        paper_top1=72.38,
+        top1_source="paper",
+    )
+    presets += _imagenet_pair(
+        "imagenet-resnet50-mobilenetv1",
+        "ResNet50 -> MobileNet",
+        imagenet_group,
+        RESNET50_MOBILENET,
+        "regular",
+        gpu_hours=30.0,
+        paper_top1=73.78,
+        top1_source="paper",
+    )
     for (size, recipe), (gpu_hours, top1, source) in BEIT_RUNS.items():
         epochs = IMAGENET_RECIPES[recipe]["num_train_epochs"]
         presets += _imagenet_pair(
-            f"imagenet-beitv2_{size}-resnet50-{recipe}", f"BEiTv2-{size[0].upper()} -> ResNet50, {recipe.upper()} "
-            f"{epochs} epochs", "ImageNet-1k, strong recipes (BEiTv2 teachers)",
-            {"teacher_name": BEITV2[size], "student_name": "resnet50"}, recipe, gpu_hours=gpu_hours,
-            paper_top1=top1, top1_source=source, notes=_BEIT_NOTES,
+            f"imagenet-beitv2_{size}-resnet50-{recipe}",
+            f"BEiTv2-{size[0].upper()} -> ResNet50, {recipe.upper()} {epochs} epochs",
+            "ImageNet-1k, strong recipes (BEiTv2 teachers)",
+            {"teacher_name": BEITV2[size], "student_name": "resnet50"},
+            recipe,
+            gpu_hours=gpu_hours,
+            paper_top1=top1,
+            top1_source=source,
+            notes=_BEIT_NOTES,
         )
 
-    presets.append(_cc3m("resnet50-mobilenetv1", RESNET50_MOBILENET, "ResNet50 -> MobileNet, unsupervised", 50.0,
-                         paper_top1=67.89, top1_source="paper"))
-    presets.append(_cc3m("resnet34-resnet18", RESNET34_RESNET18, "ResNet34 -> ResNet18, unsupervised", 45.0,
-                         paper_top1=66.90, top1_source=_README))
+    presets.append(
+        _cc3m(
+            "resnet50-mobilenetv1",
+            RESNET50_MOBILENET,
+            "ResNet50 -> MobileNet, unsupervised",
+            50.0,
+            paper_top1=67.89,
+            top1_source="paper",
+        )
+    )
+    presets.append(
+        _cc3m(
+            "resnet34-resnet18",
+            RESNET34_RESNET18,
+            "ResNet34 -> ResNet18, unsupervised",
+            45.0,
+            paper_top1=66.90,
+            top1_source=_README,
+        )
+    )
 
-    presets.append(_preset(
-        IMAGENET_LT_TEACHER, "train_teacher.py", "ResNeXt101 teacher, ImageNet-LT, cross-entropy",
-        "ImageNet-LT (many / medium / few-shot accuracy)", gpu_hours=4.0,
-        overrides={**IMAGENET_LT_DATA, "teacher_name": "resnext101_32x4d", "method": "ce",
-                   "num_train_epochs": IMAGENET_LT_EPOCHS, "per_device_train_batch_size": 32, "optim": "sgd",
-                   "optim_args": "momentum=0.9", "learning_rate": 0.1, "weight_decay": 5e-4,
-                   "lr_scheduler_type": "cosine", "lr_scheduler_kwargs": "{}"},
-        notes="SGD at lr 0.1, total batch 256, weight decay 5e-4 as in the authors' script; 90 epochs and the "
-              "cosine schedule assumed.",
-    ))
+    presets.append(
+        _preset(
+            IMAGENET_LT_TEACHER,
+            "train_teacher.py",
+            "ResNeXt101 teacher, ImageNet-LT, cross-entropy",
+            "ImageNet-LT (many / medium / few-shot accuracy)",
+            gpu_hours=4.0,
+            overrides={
+                **IMAGENET_LT_DATA,
+                "teacher_name": "resnext101_32x4d",
+                "method": "ce",
+                "num_train_epochs": IMAGENET_LT_EPOCHS,
+                "per_device_train_batch_size": 32,
+                "optim": "sgd",
+                "optim_args": "momentum=0.9",
+                "learning_rate": 0.1,
+                "weight_decay": 5e-4,
+                "lr_scheduler_type": "cosine",
+                "lr_scheduler_kwargs": "{}",
+            },
+            notes="SGD at lr 0.1, total batch 256, weight decay 5e-4 as in the authors' script; 90 epochs and the "
+            "cosine schedule assumed.",
+        )
+    )
     presets.append(_imagenet_lt("resnet18", gpu_hours=3.0))
     presets.append(_imagenet_lt("resnet50", gpu_hours=4.0, paper_top1=49.31, top1_source="paper"))
 
@@ -493,9 +695,15 @@ def format_presets(markdown: bool = False) -> str:
         return "\n".join(lines)
     header = ("preset", "script", "paper top-1", "GPU-h", "experiment [presets to run first]")
     rows = [
-        (p.name, p.recipe, _top1(p), _hours(p.gpu_hours),
-         p.experiment + (f" (vs {p.baseline})" if p.baseline else "")
-         + (f" [{', '.join(prerequisites(p.name))}]" if prerequisites(p.name) else ""))
+        (
+            p.name,
+            p.recipe,
+            _top1(p),
+            _hours(p.gpu_hours),
+            p.experiment
+            + (f" (vs {p.baseline})" if p.baseline else "")
+            + (f" [{', '.join(prerequisites(p.name))}]" if prerequisites(p.name) else ""),
+        )
         for p in PRESETS.values()
     ]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
@@ -503,13 +711,18 @@ def format_presets(markdown: bool = False) -> str:
     def line(row) -> str:
         return "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1]
 
-    out = [f"{len(PRESETS)} presets: python recipes/<script> --preset NAME (flags on the command line still win).",
-           line(header)]
+    out = [
+        f"{len(PRESETS)} presets: python recipes/<script> --preset NAME (flags on the command line still win).",
+        line(header),
+    ]
     by_name = dict(zip(PRESETS, rows))
     for group, presets in _groups():
         out += ["", f"[{group}]"] + [line(by_name[p.name]) for p in presets]
-    out += ["", "paper top-1: as reported by the authors; (README) marks numbers from their repository's README.",
-            GPU_HOURS_NOTE]
+    out += [
+        "",
+        "paper top-1: as reported by the authors; (README) marks numbers from their repository's README.",
+        GPU_HOURS_NOTE,
+    ]
     return "\n".join(out)
 
 
@@ -522,15 +735,14 @@ def _groups() -> list[tuple[str, list[Preset]]]:
 
 __all__ = [
     "CIFAR100_DATA",
+    "IMAGENET_RECIPES",
     "GPU_HOURS_NOTE",
     "KD_CIFAR_SCHEDULE",
     "PRESETS",
     "RECIPE_SCRIPTS",
     "Preset",
-    "StepDecay",
     "format_presets",
     "get_preset",
     "kd_cifar_learning_rate",
     "prerequisites",
-    "step_decay_scheduler",
 ]

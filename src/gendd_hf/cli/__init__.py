@@ -1,0 +1,31 @@
+"""What the scripts of `recipes/` are made of: their command line (`arguments`), the paper's experiments as presets
+(`presets`) and the run itself (`run`). A recipe script is its defaults and one call to [`recipe_main`]."""
+
+from .arguments import (
+    EvaluateArguments,
+    RecipeArguments,
+    format_recipe_help,
+    parse_json_dict,
+    parse_recipe_args,
+    recipe_parser,
+)
+from .presets import IMAGENET_RECIPES, PRESETS, get_preset
+from .run import evaluate_folder, load_recipe_datasets, recipe_main, recipe_metrics, run_recipe
+
+
+__all__ = [
+    "IMAGENET_RECIPES",
+    "PRESETS",
+    "EvaluateArguments",
+    "RecipeArguments",
+    "evaluate_folder",
+    "format_recipe_help",
+    "get_preset",
+    "load_recipe_datasets",
+    "parse_json_dict",
+    "parse_recipe_args",
+    "recipe_main",
+    "recipe_metrics",
+    "recipe_parser",
+    "run_recipe",
+]
