@@ -228,3 +228,30 @@ def test_train_timm_classifier_on_tensors_as_the_bench_calls_it(tmp_path):
             GenDDTrainingArguments(output_dir=str(tmp_path / "kd"), method="kd", use_cpu=True, report_to="none"),
             rows,
         )
+
+
+def test_the_seed_decides_the_classifier(tmp_path):
+    """torch seeds every new process at random: the initialisation must come from `--seed`, not the global state."""
+    generator = torch.Generator().manual_seed(0)
+    rows = [
+        {"pixel_values": torch.randn(3, 32, 32, generator=generator), "labels": torch.tensor(i % NUM_CLASSES)}
+        for i in range(4)
+    ]
+
+    def train(seed: int, global_seed: int) -> dict[str, torch.Tensor]:
+        torch.manual_seed(global_seed)  # another process's random start
+        args = GenDDTrainingArguments(
+            output_dir=str(tmp_path / f"run-{seed}-{global_seed}"),
+            method="ce",
+            seed=seed,
+            max_steps=1,
+            per_device_train_batch_size=4,
+            use_cpu=True,
+            report_to="none",
+            save_strategy="no",
+        )
+        return train_timm_classifier(ARCHITECTURE, ["a", "b", "c"], args, rows).classifier.state_dict()
+
+    first, again, other = train(7, 1), train(7, 2), train(8, 1)
+    assert all(torch.equal(first[key], again[key]) for key in first)
+    assert not all(torch.equal(first[key], other[key]) for key in first)

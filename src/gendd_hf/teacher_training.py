@@ -14,6 +14,7 @@ import timm
 import torch
 from timm.models import save_for_hf
 from torch import nn
+from transformers import set_seed
 from transformers.trainer_utils import TrainOutput
 
 from .configuration_gendd import GenDDConfig
@@ -67,10 +68,10 @@ def train_timm_classifier(
     cross-entropy.
 
     The network is the student of a GenDD model trained by `GenDDTrainer` with `training_args` (`method="ce"`,
-    `stage="main"`), its linear probe the classifier, from `training_args.resume_from_checkpoint` when set. The
-    initialisation draws from the global random state before the trainer sets `training_args.seed`: seed it before
-    the call for a reproducible classifier. Nothing is evaluated or saved: the caller does, with the returned trainer
-    and [`save_timm_classifier`].
+    `stage="main"`), its linear probe the classifier, from `training_args.resume_from_checkpoint` when set. Its
+    initialisation comes from `training_args.seed` (set here, before the model is built: torch seeds every new process
+    at random), so a seed gives one classifier. Nothing is evaluated or saved: the caller does, with the returned
+    trainer and [`save_timm_classifier`].
 
     Args:
         architecture (`str`): the timm model name.
@@ -84,6 +85,7 @@ def train_timm_classifier(
         trainer_kwargs: passed to `GenDDTrainer` (`mixup_fn`, `data_collator`, `compute_metrics`, ...).
     """
     check_cross_entropy_args(training_args)
+    set_seed(training_args.seed)
     config = GenDDConfig(
         student_name=architecture,
         student_kwargs=dict(timm_kwargs or {}),
