@@ -460,6 +460,20 @@ def test_mismatched_transform_teacher_images_views_and_model_are_errors(stored):
         stored.load_teacher_classifier(model)
 
 
+def test_outputs_of_another_teacher_name_the_teacher_not_only_the_transform(stored):
+    """Another architecture comes with another data config: the error must say that the teacher differs (before,
+    it named only the transform)."""
+    torch.manual_seed(0)
+    other = TimmTeacher(timm.create_model("test_vit", in_chans=1, num_classes=NUM_CLASSES, img_size=24))
+    view_config = ViewConfig.from_data_config(other.data_config(24), preset="regular")
+    assert view_config != stored.settings.view_config and other.feature_dim != 96
+    with pytest.raises(
+        TeacherOutputsMismatchError,
+        match=rf"teacher differs: .* computed by teacher 'test_resnet' \(96-dim features, 3 classes\), but the given teacher has {other.feature_dim}-dim",
+    ):
+        teacher_outputs_dataset(toy_images(), stored, view_config=view_config, teacher=other)
+
+
 def test_a_shard_overwritten_with_a_copy_of_another_is_refused_before_training(tmp_path):
     outputs = precompute(tmp_path)  # shards of 5, 5 and 2 images
     data = tmp_path / "data"

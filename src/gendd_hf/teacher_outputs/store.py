@@ -456,8 +456,16 @@ class TeacherOutputs:
         return load_dataset("parquet", data_files=self.data_files, split="train", streaming=True, token=self.token)
 
     def check(self, view_config: ViewConfig | None = None, teacher: str | nn.Module | None = None) -> None:
-        """Raise [`TeacherOutputsMismatchError`] when `view_config` is not the recorded transform, or `teacher` (a
-        name, or the model itself: its weights fingerprint is compared) is not the recorded teacher."""
+        """Raise [`TeacherOutputsMismatchError`] when `teacher` (a name, or the model itself: its architecture and
+        weights fingerprint are compared) is not the recorded teacher, or `view_config` is not the recorded transform.
+        The teacher is checked first: another teacher usually has another data config too, and the teacher is then
+        the difference to name."""
+        if isinstance(teacher, str) and teacher != self.teacher.name:
+            raise TeacherOutputsMismatchError(
+                f"The teacher outputs in {self.source} are of teacher {self.teacher.name!r}, not {teacher!r}."
+            )
+        if isinstance(teacher, nn.Module):
+            self._check_teacher_model(teacher)
         recorded = self.settings.view_config
         if view_config is not None and view_config != recorded:
             ours, theirs = view_config.to_dict(), recorded.to_dict()
@@ -468,15 +476,25 @@ class TeacherOutputs:
                 f"The teacher outputs in {self.source} were computed with another transform: {differences}. Train "
                 "with the recorded transform (view_config=None uses it) or precompute outputs for this one."
             )
-        if isinstance(teacher, str) and teacher != self.teacher.name:
+
+    def _check_teacher_model(self, teacher: nn.Module) -> None:
+        recorded = self.teacher
+        fix = (
+            f"train with the teacher that computed them ({recorded.name!r}), or precompute outputs with this one "
+            "(recipes/precompute_teacher.py)"
+        )
+        shape = (teacher.feature_dim, teacher.num_classes) if isinstance(teacher, TimmTeacher) else None
+        if shape not in (None, (recorded.feature_dim, recorded.num_classes)):
             raise TeacherOutputsMismatchError(
-                f"The teacher outputs in {self.source} are of teacher {self.teacher.name!r}, not {teacher!r}."
+                f"The teacher differs: the outputs in {self.source} were computed by teacher {recorded.name!r} "
+                f"({recorded.feature_dim}-dim features, {recorded.num_classes} classes), but the given teacher has "
+                f"{shape[0]}-dim features and {shape[1]} classes: {fix}."
             )
-        if isinstance(teacher, nn.Module) and teacher_fingerprint(teacher) != self.teacher.fingerprint:
+        if teacher_fingerprint(teacher) != recorded.fingerprint:
             raise TeacherOutputsMismatchError(
-                f"The given teacher's weights (fingerprint {teacher_fingerprint(teacher)}) are not those of the "
-                f"teacher {self.teacher.name!r} that computed the outputs in {self.source} "
-                f"(fingerprint {self.teacher.fingerprint})."
+                f"The teacher differs: the given teacher's weights (fingerprint {teacher_fingerprint(teacher)}) are "
+                f"not those of the teacher {recorded.name!r} that computed the outputs in {self.source} "
+                f"(fingerprint {recorded.fingerprint}): {fix}."
             )
 
     def check_ids(self) -> None:
