@@ -101,3 +101,24 @@ def test_help_lists_every_flag_once_with_the_layered_defaults(capsys):
     ):  # the script's, then --recipe a1's
         entry = rest.split(f"\n  {flag} ", 1)[1].split("\n  --", 1)[0]
         assert f"(default: {default})" in " ".join(entry.split()), (flag, entry)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_the_plain_help_shows_what_a_plain_run_uses(script, tmp_path):
+    """Every default that the stored `--help` prints is the value a run without flags parses to (train_imagenet.py:
+    the default `--recipe regular`'s 100 epochs, not the Trainer's 3.0)."""
+    defaults = runpy.run_path(str(RECIPES / script))["DEFAULTS"]
+    recipe_args, training_args = parse_recipe_args(["--output_dir", str(tmp_path)], defaults, SCRIPTS[script])
+    parsed = {**vars(training_args), **vars(recipe_args)}
+    text = (RECIPES / "help" / f"{Path(script).stem}.txt").read_text()
+    checked = 0
+    for action in recipe_parser(defaults, SCRIPTS[script])._actions:
+        value = getattr(parsed.get(action.dest), "value", parsed.get(action.dest))  # an enum by its value
+        if action.dest == "output_dir" or not isinstance(value, (int, float, str)) or isinstance(value, bool):
+            continue
+        shown = " ".join(text.split(f"\n  {action.option_strings[0]} ", 1)[1].split("\n  --", 1)[0].split())
+        assert f"(default: {value})" in shown, (action.option_strings[0], value, shown)
+        checked += 1
+    assert checked > 40
+    if SCRIPTS[script]:
+        assert training_args.num_train_epochs == SCRIPTS[script][next(iter(SCRIPTS[script]))]["num_train_epochs"]

@@ -297,7 +297,7 @@ def recipe_parser(
     defaults: Mapping[str, Any] | None = None, recipes: Mapping[str, Mapping[str, Any]] | None = None
 ) -> HfArgumentParser:
     """The command line of a recipe: `RecipeArguments` and `GenDDTrainingArguments` with the script's `defaults`,
-    `--list-presets` and, with `recipes`, `--recipe`."""
+    `--list-presets` and, with `recipes`, `--recipe` with the defaults of its first choice (a plain run's)."""
     parser = HfArgumentParser((RecipeArguments, GenDDTrainingArguments))
     parser.add_argument("--list-presets", "--list_presets", action="store_true", help="Print the presets and exit.")
     if recipes:
@@ -308,6 +308,9 @@ def recipe_parser(
             help="Training recipe of the paper: its augmentation, mixup and schedule become the defaults.",
         )
     _set_defaults(parser, defaults or {}, "The recipe's defaults")
+    if recipes:
+        default_recipe = next(iter(recipes))
+        _set_defaults(parser, recipes[default_recipe], f"--recipe {default_recipe}")
     return parser
 
 
