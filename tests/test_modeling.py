@@ -1,3 +1,4 @@
+import json
 import re
 import subprocess
 import sys
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -327,3 +328,37 @@ def test_the_image_processor_is_timms_evaluation_transform(model, tmp_path):
     ours = build_transforms(model.config.pretrained_cfg, is_training=False)(image)  # the recipes' evaluation
     theirs = processor(image.convert("RGB"), return_tensors="pt")["pixel_values"][0]
     assert theirs.shape == (3, 24, 24) and torch.equal(theirs[0], ours[0]) and torch.equal(theirs[1], theirs[0])
+
+
+def test_weights_without_the_buffers_the_sampler_needs_are_refused_by_name(model, tmp_path):
+    """Before: the folder loaded, `teacher_weight` and `target_min` held uninitialised memory, logits were NaN."""
+    _save(model, tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    del weights["teacher_weight"], weights["target_min"]
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"lack buffers the model needs: \['target_min', 'teacher_weight'\]"):
+        GenDDForImageClassification.from_pretrained(tmp_path)
+
+
+def test_a_config_without_pretrained_cfg_is_an_error_not_the_students_defaults(model, tmp_path):
+    """Before: `from_pretrained` and `pipeline` silently preprocessed with the student's timm defaults."""
+    _save(model, tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["pretrained_cfg"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="has no pretrained_cfg, the evaluation transform .* Add it to config.json"):
+        GenDDForImageClassification.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="has no pretrained_cfg"):
+        pipeline("image-classification", model=str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "text, problem", [("", "is empty"), ('{"sampler": "ddim",', "is not valid JSON"), ("[1]", "holds a list")]
+)
+def test_a_corrupt_or_empty_sampling_config_names_the_file_and_the_fix(model, tmp_path, text, problem):
+    _save(model, tmp_path)
+    path = tmp_path / "sampling_config.json"
+    path.write_text(text)
+    message = f"sampling config {re.escape(str(path))} {problem}.* delete it to sample with the defaults"
+    with pytest.raises(ValueError, match=message):
+        GenDDForImageClassification.from_pretrained(tmp_path)

@@ -125,12 +125,23 @@ class GenDDSamplingConfig:
         )
         if path is None:
             return None
+        fix = (
+            "Write it again (model.sampling_config.save_pretrained(folder), or download it again), or delete it to "
+            "sample with the defaults and the sampling fields of config.json."
+        )
         with open(path, encoding="utf-8") as file:
-            values = json.load(file)
+            text = file.read()
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as error:
+            problem = "is empty" if not text.strip() else f"is not valid JSON ({error})"
+            raise ValueError(f"The sampling config {path} {problem}. {fix}") from error
+        if not isinstance(values, dict):
+            raise ValueError(f"The sampling config {path} holds a {type(values).__name__}, not a JSON object. {fix}")
         try:
             return cls(**values)
         except TypeError as error:
-            raise ValueError(f"{path} is not a GenDD sampling config ({error}).") from error
+            raise ValueError(f"{path} is not a GenDD sampling config ({error}). {fix}") from error
 
     @classmethod
     def from_model_config(cls, config: PretrainedConfig) -> "GenDDSamplingConfig":

@@ -14,13 +14,13 @@ import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
 from torch import nn
-from transformers import PreTrainedModel, TimmWrapperConfig, TimmWrapperForImageClassification
+from transformers import PretrainedConfig, PreTrainedModel, TimmWrapperConfig, TimmWrapperForImageClassification
 from transformers.utils import SAFE_WEIGHTS_NAME, ModelOutput, cached_file, hf_api, logging
 
 from .configuration_gendd import PROJECTION_PATH, GenDDConfig, GenDDSamplingConfig
 from .diffusion import HybridDiffusionLoss, contract, merge_tokens, split_tokens, training_betas
 from .diffusion_head import DiffusionHead
-from .sampling import estimate_mean_tokens, image_generators, make_scheduler, sample_tokens
+from .sampling import content_seeds, estimate_mean_tokens, image_generators, make_scheduler, sample_tokens
 
 
 logger = logging.get_logger(__name__)
@@ -161,14 +161,31 @@ class GenDDPreTrainedModel(PreTrainedModel):
         """`PreTrainedModel.from_pretrained`, with the folder's `sampling_config.json` as the model's
         `sampling_config` (the defaults when it has none). `sampling_config` (a `GenDDSamplingConfig` or a dict of
         its fields, e.g. from `pipeline(..., model_kwargs={"sampling_config": {...}})`) replaces fields of it.
-        Weights that safetensors cannot read (a truncated download or copy) are an error naming the file."""
+        Weights that safetensors cannot read (a truncated download or copy), weights without a buffer the model
+        needs (the teacher classifier, the target range, normalisation statistics) and a config without
+        `pretrained_cfg` (the evaluation transform) are errors naming the folder and the fix."""
         hub_kwargs = {
             name: kwargs[name]
             for name in ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
             if name in kwargs
         }
+        with_loading_info = kwargs.pop("output_loading_info", False)
+        config = kwargs.get("config")
+        if not isinstance(config, PretrainedConfig):  # the folder's: the model's __init__ would fill it in
+            config, _ = cls.config_class.get_config_dict(pretrained_model_name_or_path, **hub_kwargs)
+        if (config.get("pretrained_cfg") if isinstance(config, dict) else config.pretrained_cfg) is None:
+            raise ValueError(
+                f"The config of {str(pretrained_model_name_or_path)!r} has no pretrained_cfg, the evaluation transform "
+                "(input size, crop, mean and std) that the model was trained and scored with; without it, images "
+                "would be preprocessed with the student's timm defaults, silently. Add it to config.json as the timm "
+                'data config of the run, e.g. "pretrained_cfg": {"input_size": [3, 224, 224], "interpolation": '
+                '"bicubic", "crop_pct": 0.875, "crop_mode": "center", "mean": [0.485, 0.456, 0.406], "std": [0.229, '
+                "0.224, 0.225]} (recipes save it), or save the model again with model.config.pretrained_cfg set."
+            )
         try:
-            model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+            model, loading_info = super().from_pretrained(
+                pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
+            )
         except SafetensorError as error:  # its message names no file
             lookup = {**hub_kwargs, "force_download": False, "local_files_only": True}  # the file just read
             weights = cached_file(
@@ -179,6 +196,15 @@ class GenDDPreTrainedModel(PreTrainedModel):
                 f"truncated or corrupt ({error}). Download it again (from_pretrained(..., force_download=True)) or "
                 "save the model again."
             ) from error
+        buffers = set(model.state_dict()) - {name for name, _ in model.named_parameters()}
+        missing = sorted(buffers & set(loading_info["missing_keys"]))
+        if missing:
+            raise ValueError(
+                f"The weights of {str(pretrained_model_name_or_path)!r} lack buffers the model needs: {missing}. "
+                "Loaded, they would hold arbitrary values (the sampled path would answer NaN or noise). Save the "
+                "trained model again (save_pretrained, or the Trainer's save_model), or restore these tensors into "
+                "its model.safetensors."
+            )
         saved = GenDDSamplingConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
         model.sampling_config = saved or GenDDSamplingConfig.from_model_config(model.config)
         if sampling_config is not None:
@@ -186,7 +212,7 @@ class GenDDPreTrainedModel(PreTrainedModel):
                 sampling_config.to_dict() if isinstance(sampling_config, GenDDSamplingConfig) else sampling_config
             )
             model.sampling_config = model.sampling_config.update(**overrides)
-        return model
+        return (model, loading_info) if with_loading_info else model
 
 
 class GenDDForImageClassification(GenDDPreTrainedModel):
@@ -315,14 +341,19 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
         generator: torch.Generator | None = None,
         sampler: str | None = None,
         seed: int | None = None,
+        return_samples: bool = False,
+        clamp_first_step: bool | None = None,
+        pixel_values: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Sample teacher-space features `(B, d_t)` given student features `z`, averaged over `num_samples`.
+        """Sample teacher-space features `(B, d_t)` given student features `z`, averaged over `num_samples`
+        (`return_samples=True`: the samples themselves, `(B, num_samples, d_t)`, whose mean that is; one for `"mean"`).
 
-        `None` arguments take the values of `self.sampling_config`. Without a `generator`, every image draws the same
-        noise from its own generator seeded with `seed`: its features do not depend on its batch. With one, the
-        batch's noise comes from it. With `sampler="mean"`, one guided head call estimates the conditional mean of
-        the features instead (see `estimate_mean_tokens`); `num_inference_steps`, `num_samples` and the noise are
-        then unused.
+        `None` arguments take the values of `self.sampling_config`. Without a `generator`, each image draws its noise
+        from its own generator, seeded from `seed` and the image's content (`content_seeds` of `pixel_values`, or of
+        `z` when the pixels are not given): draws are independent across images, and an image's features do not
+        depend on its batch. With a generator, the batch's noise comes from it. With `sampler="mean"`, one guided head
+        call estimates the conditional mean of the features instead (see `estimate_mean_tokens`);
+        `num_inference_steps`, `num_samples` and the noise are then unused.
         """
         settings = self.sampling_config.update(
             sampler=sampler,
@@ -330,6 +361,7 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
             guidance_scale=guidance_scale,
             num_samples=num_samples,
             seed=seed,
+            clamp_first_step=clamp_first_step,
         )
         config = self.config
         for name in ("num_inference_steps", "mean_timestep"):
@@ -353,7 +385,8 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
             )
         else:
             if generator is None:
-                generator = image_generators(len(student_features), settings.seed, student_features.device)
+                rows = student_features if pixel_values is None else pixel_values
+                generator = image_generators(content_seeds(rows, settings.seed), student_features.device)
             tokens = sample_tokens(
                 self.head,
                 condition,
@@ -365,7 +398,8 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
                 generator=generator,
                 first_step_range=self.first_step_range(settings),
             )
-        return merge_tokens(tokens).mean(dim=1)
+        samples = merge_tokens(tokens)  # (B, num_samples, d_t); one sample for "mean"
+        return samples if return_samples else samples.mean(dim=1)
 
     def first_step_range(self, settings: GenDDSamplingConfig) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Token bounds `(n, k)` of the first sampling step's `x_0` (`settings.clamp_first_step`): the recorded range of
@@ -401,6 +435,7 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
             generator,
             sampler,
             seed,
+            pixel_values=pixel_values,
         )
 
     @torch.no_grad()
@@ -553,7 +588,7 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
                 same views; required in training, optional in eval (then the losses are computed too).
             inference_path (`str`, *optional*): `"sampled"` or `"probe"`, overriding `config.inference_path`.
             generator (`torch.Generator`, *optional*): noise source of the sampled path; without it each image's
-                noise comes from `sampling_config.seed`, so its logits do not depend on its batch.
+                noise is seeded from `sampling_config.seed` and its pixels, so its logits do not depend on its batch.
             return_loss (`bool`, *optional*, defaults to `True`): `False` skips the GenDD losses (and the need for
                 `teacher_features` in training), for objectives built on `student_features`, such as the baselines
                 and stage 1 of `GenDDTrainer`.
@@ -574,7 +609,7 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
         logits = probe_logits
         path = inference_path or self.config.inference_path
         if not self.training and path != "probe":
-            logits = self.path_logits(student_features, path, generator=generator)
+            logits = self.path_logits(student_features, path, generator=generator, pixel_values=pixel_values)
 
         output = GenDDImageClassifierOutput(
             loss=loss,
