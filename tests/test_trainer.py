@@ -591,3 +591,14 @@ def test_arguments_parse_from_the_command_line_and_are_validated(tmp_path):
         "temperature": 4.0,
         "warmup_epochs": 20.0,
     }
+
+
+def test_hub_flags_without_push_to_hub_warn_that_nothing_will_be_pushed(tmp_path, recwarn):
+    with pytest.warns(UserWarning, match="hub_strategy='checkpoint' given without push_to_hub: nothing will be pushed"):
+        toy_args(tmp_path, hub_strategy="checkpoint")
+    with pytest.warns(UserWarning, match="hub_model_id='me/run' and hub_strategy='end' given without push_to_hub"):
+        toy_args(tmp_path, hub_model_id="me/run", hub_strategy="end")
+    recwarn.clear()
+    toy_args(tmp_path, hub_model_id="me/run", push_to_hub=True)
+    toy_args(tmp_path, hub_model_id="me/run", resume_from_checkpoint="hub")  # the repo to resume from
+    assert not [warning for warning in recwarn if "push_to_hub" in str(warning.message)]

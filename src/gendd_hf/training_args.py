@@ -1,6 +1,7 @@
 """`GenDDTrainingArguments`: the Trainer's arguments plus the method, the stage and GenDD's optimisation settings."""
 
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -150,6 +151,23 @@ class GenDDTrainingArguments(TrainingArguments):
         super().__post_init__()
         if not accelerator.is_available():
             self.dataloader_pin_memory = False
+        # Without push_to_hub the Trainer ignores them; hub_model_id still names the repo of a "hub" resume.
+        resumes_from_hub = str(self.resume_from_checkpoint or "").lower().startswith("hub")
+        hub_flags = [
+            f"{name}={value!r}"
+            for name, value, default in (
+                ("hub_model_id", None if resumes_from_hub else self.hub_model_id, None),
+                ("hub_strategy", str(self.hub_strategy.value), "every_save"),
+            )
+            if value != default
+        ]
+        if hub_flags and not self.push_to_hub:
+            warnings.warn(
+                f"{' and '.join(hub_flags)} given without push_to_hub: nothing will be pushed to the Hub. Add "
+                "--push_to_hub (push_to_hub=True) to push, or drop the hub flags.",
+                UserWarning,
+                stacklevel=2,
+            )
 
         def check(name, ok, allowed):
             if not ok:
