@@ -3,15 +3,18 @@
 - `tiny_config` / `tiny_model`: tiny GenDD models that run in milliseconds on the CPU.
 - `toy_*`: GenDDTrainer on a learnable toy problem: 3 classes of 16x16 grayscale images (a bright band whose row is
   the class), a `test_resnet` student and a frozen `test_resnet` teacher, all on the CPU.
+- `same_card_but_repo_id`: two GenDD model cards compared but for the repository they name.
 """
 
 import numpy as np
 import timm
 import torch
+from huggingface_hub import ModelCard
 from transformers import TrainerCallback
 
 from gendd_hf import GenDDConfig, GenDDForImageClassification, GenDDSamplingConfig, TimmTeacher
 from gendd_hf.data import ImageCollator, build_transforms, dataset_from_arrays
+from gendd_hf.model_card import RECORDED_FIELDS_KEY
 from gendd_hf.trainer import GenDDTrainer
 from gendd_hf.training_args import GenDDTrainingArguments
 
@@ -124,3 +127,17 @@ class CrashAtStep(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == self.step:
             raise KeyboardInterrupt(f"killed at step {state.global_step}")
+
+
+# ---- model cards ----------------------------------------------------------------------------------------------------
+def same_card_but_repo_id(pushed: str, local: str, repo_id: str, local_repo_id: str | None) -> bool:
+    """Whether two GenDD cards say the same (text, metadata with `datasets` and `model-index`, recorded fields) but
+    for the repository id of their loading example."""
+
+    def facts(card: str, repo: str | None):
+        card = ModelCard(card, ignore_metadata_errors=False)
+        metadata = card.data.to_dict()
+        assert metadata[RECORDED_FIELDS_KEY].pop("repo_id") == repo
+        return metadata, card.text.replace(f'"{repo or "path/to/this/model"}"', '"REPO"')
+
+    return facts(pushed, repo_id) == facts(local, local_repo_id)

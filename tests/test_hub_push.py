@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,8 +27,19 @@ from gendd_hf.data import ImageCollator
 from gendd_hf.hub import push_model_folder
 from gendd_hf.image_processing import build_image_processor
 from gendd_hf.model_card import write_model_card
+from gendd_hf.modeling_gendd import GenDDForImageClassification
 from gendd_hf.trainer import GenDDTrainer
-from helpers import SIZE, TRANSFORM, CrashAtStep, tiny_model, toy_args, toy_dataset, toy_model, toy_teacher
+from helpers import (
+    SIZE,
+    TRANSFORM,
+    CrashAtStep,
+    same_card_but_repo_id,
+    tiny_model,
+    toy_args,
+    toy_dataset,
+    toy_model,
+    toy_teacher,
+)
 from hub_server import FAKE_TOKEN, FAKE_USER
 
 
@@ -313,6 +325,43 @@ def test_all_checkpoints_pushes_each_checkpoint_folder(fake_hub, tmp_path):
     files = fake_hub.repo("gendd/all-checkpoints").files
     assert {"checkpoint-2/trainer_state.json", "checkpoint-4/trainer_state.json"} <= set(files)
     assert not any(name.startswith("last-checkpoint/") or name.endswith("training_args.bin") for name in files)
+
+
+def test_a_loaded_models_card_survives_model_and_trainer_pushes(fake_hub, tmp_path):
+    """A model loaded from a folder pushes that folder's card (teacher, data, steps, results, `datasets` and
+    `model-index`), with `model.push_to_hub` and with a Trainer's push that did not train it; a card passed as
+    `model_card` replaces it."""
+    card = {"dataset": "someone/toy-images", "eval_dataset": "someone/toy-eval", "eval_split": "validation"}
+    trained = _trainer(tmp_path, "run", model_card={**card, "license": "mit"})
+    trained.train()
+    trained.evaluate()
+    trained.save_model()
+    trained.create_model_card()
+    folder = Path(trained.args.output_dir)
+    local = (folder / "README.md").read_text()
+    metadata = ModelCard(local).data
+    assert metadata.datasets == ["someone/toy-images", "someone/toy-eval"] and metadata.eval_results
+
+    model = GenDDForImageClassification.from_pretrained(folder)
+    assert model.model_card == local
+    model.push_to_hub("gendd/student-copy")
+    pushed = fake_hub.repo("gendd/student-copy").files["README.md"].decode()
+    assert same_card_but_repo_id(pushed, local, "gendd/student-copy", None)
+    assert 'from_pretrained("gendd/student-copy")' in pushed and "No accuracy has been measured" not in pushed
+
+    trainer = GenDDTrainer(
+        model,
+        toy_args(tmp_path / "push", push_to_hub=True, hub_model_id="gendd/trainer-copy"),
+        data_collator=ImageCollator(TRANSFORM),
+    )
+    trainer.push_to_hub()
+    pushed = fake_hub.repo("gendd/trainer-copy").files["README.md"].decode()
+    assert same_card_but_repo_id(pushed, local, "gendd/trainer-copy", None)
+
+    model.push_to_hub("gendd/student-copy", model_card={"teacher": "timm `resnet18`", "dataset": "my photos"})
+    replaced = ModelCard(fake_hub.repo("gendd/student-copy").files["README.md"].decode())
+    assert "timm `resnet18`" in replaced.text and "datasets" not in replaced.data.to_dict()
+    assert fake_hub.unhandled == []
 
 
 def test_model_push_to_hub_uploads_the_image_processor_sampling_settings_and_gendd_card(fake_hub, tmp_path):

@@ -37,6 +37,7 @@ from recipe_helpers import (
     QUIET,
     RECIPES,
     SIZE,
+from helpers import same_card_but_repo_id
     TINY,
     band_image,
     recipe_env,
@@ -212,6 +213,19 @@ def test_resume_from_a_recipe_checkpoint_ends_with_the_same_weights(imagenet_run
     mixup/cutmix and GenDD's noise all restart from the checkpoint's RNG states. (A checkpoint in the middle of an
     epoch resumes correctly too, but not bit-identically: the data loader draws the next batch's augmentation before
     the checkpoint is written.)"""
+@pytest.mark.slow
+def test_the_recipes_card_survives_a_push_of_the_loaded_model(imagenet_run, fake_hub):
+    """The recipe-trained student, loaded from its folder and pushed with `model.push_to_hub` (as docs/recipes.md
+    shows), goes up with the folder's card: its teacher, data, steps, results and metadata, not "not recorded"."""
+    out = imagenet_run["output_dir"]
+    model = AutoModelForImageClassification.from_pretrained(out)
+    model.push_to_hub("gendd/recipe-copy")
+    local = (out / "README.md").read_text()
+    pushed = fake_hub.repo("gendd/recipe-copy").files["README.md"].decode()
+    assert same_card_but_repo_id(pushed, local, "gendd/recipe-copy", "gendd/recipe-test")
+    assert "| GenDD optimizer steps | 8 |" in pushed and "not recorded" not in pushed
+
+
     out = imagenet_run["output_dir"]
     run_script(
         python(

@@ -23,6 +23,9 @@ PATH_DESCRIPTIONS = {
     "probe": "the student's linear probe (one forward pass, no sampling)",
 }
 LICENSE_ID = re.compile(r"[a-z0-9][a-z0-9.+-]*")
+RECORDED_FIELDS_KEY = "gendd_card"
+"""Key of the card's YAML metadata that records every `ModelCardInfo` field of the card, so that a later push of the
+model renders the same card ([`recorded_card_fields`])."""
 
 
 def check_license(license: str | None) -> None:
@@ -230,6 +233,16 @@ def _eval_results(info: ModelCardInfo) -> list[EvalResult]:
     return results
 
 
+def _recorded_fields(info: ModelCardInfo) -> dict:
+    """The fields of `info` as the card's metadata records them: a local dataset path as the card shows it (by its
+    last component, as text), which renders the same and tells nothing of the machine."""
+    fields = dataclasses.asdict(info)
+    for field in ("dataset", "eval_dataset"):
+        if fields[field] and os.path.exists(fields[field]):
+            fields[field], fields[f"{field}_name"] = _dataset_markdown(fields[field]), None
+    return fields
+
+
 def render_model_card(info: ModelCardInfo | dict, template_path: str | Path | None = None) -> str:
     """Render the README.md of a GenDD student: YAML metadata (tags, Hub datasets, licence, `model-index`) and the
     card text.
@@ -261,6 +274,7 @@ def render_model_card(info: ModelCardInfo | dict, template_path: str | Path | No
         metrics=["accuracy"],
         base_model=info.base_model,
         eval_results=eval_results or None,
+        **{RECORDED_FIELDS_KEY: _recorded_fields(info)},
     )
     results = [
         {
@@ -283,6 +297,17 @@ def render_model_card(info: ModelCardInfo | dict, template_path: str | Path | No
     return card.content
 
 
+def recorded_card_fields(card: str | None) -> dict | None:
+    """The `ModelCardInfo` fields that a card rendered by [`render_model_card`] records in its metadata, for
+    rendering it again (for another repository: replace `repo_id`); `None` for no card or a card written otherwise.
+    Fields that this version of `ModelCardInfo` does not have are left out."""
+    recorded = ModelCard(card).data.to_dict().get(RECORDED_FIELDS_KEY) if card else None
+    if not isinstance(recorded, dict):
+        return None
+    names = {field.name for field in dataclasses.fields(ModelCardInfo)}
+    return {name: value for name, value in recorded.items() if name in names}
+
+
 def write_model_card(folder: str | Path, info: ModelCardInfo | dict, template_path: str | Path | None = None) -> Path:
     """Render the card and write it to `folder/README.md` (the file the Hub shows); returns its path."""
     path = Path(folder) / "README.md"
@@ -296,7 +321,9 @@ __all__ = [
     "ModelCardInfo",
     "check_license",
     "describe_teacher",
+    "RECORDED_FIELDS_KEY",
     "hub_dataset_id",
+    "recorded_card_fields",
     "render_model_card",
     "write_model_card",
 ]

@@ -8,6 +8,7 @@ import json
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import timm
 import torch
@@ -64,6 +65,8 @@ class GenDDPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     accepts_loss_kwargs = False
+    model_card: str | None = None
+    """The `README.md` of the folder or Hub repository the model was loaded from: `push_to_hub` keeps it."""
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -107,8 +110,10 @@ class GenDDPreTrainedModel(PreTrainedModel):
             repo_id (`str`): `"name"` (under the token's user) or `"namespace/name"`; created if needed.
             model_card (`dict`, *optional*): fields of `gendd_hf.model_card.ModelCardInfo` that the model cannot
                 know: `teacher`, `dataset`, `eval_split`, accuracies, `license`... (the student and sampling settings
-                come from the model). Without it, the repository's existing `README.md` is kept; a repository without
-                one gets a GenDD card whose teacher and data read "not recorded".
+                come from the model). Without it, a model loaded from a folder or repository with a card pushes that
+                card (`model_card`: its teacher, data, training, results and metadata, with `repo_id` in its loading
+                example); otherwise the repository's existing `README.md` is kept, and a repository without one gets
+                a GenDD card whose teacher and data read "not recorded".
             tags (`list[str]`, *optional*): tags added to the GenDD card's.
             commit_message, commit_description, private, token, revision, create_pr, max_shard_size:
                 As in `PreTrainedModel.push_to_hub`.
@@ -127,8 +132,12 @@ class GenDDPreTrainedModel(PreTrainedModel):
         repo_id = api.create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
         with tempfile.TemporaryDirectory() as folder:
             self.save_pretrained(folder, max_shard_size=max_shard_size)
-            if model_card is not None or not api.file_exists(repo_id, "README.md", revision=revision, token=token):
-                self._write_model_card(folder, repo_id, dict(model_card or {}), tags)
+            if (
+                model_card is not None
+                or self.model_card is not None
+                or not api.file_exists(repo_id, "README.md", revision=revision, token=token)
+            ):
+                self._write_model_card(folder, repo_id, model_card, tags)
             return api.upload_folder(
                 repo_id=repo_id,
                 folder_path=folder,
@@ -139,28 +148,42 @@ class GenDDPreTrainedModel(PreTrainedModel):
                 create_pr=create_pr,
             )
 
-    def _write_model_card(self, folder, repo_id: str, fields: dict, tags: list[str] | None) -> None:
+    def _write_model_card(self, folder, repo_id: str, model_card: Mapping | None, tags: list[str] | None) -> None:
+        """`folder/README.md`: the card of `model_card`'s fields, else the card the model was loaded with (rendered
+        again for `repo_id`, or as it is when it records no fields), else a card whose teacher and data are not
+        recorded."""
         try:  # gendd_hf's card; imported here so that this file stays self-contained for trust_remote_code
-            from gendd_hf.model_card import ModelCardInfo, write_model_card
+            from gendd_hf.model_card import ModelCardInfo, recorded_card_fields, write_model_card
         except ImportError:
+            ModelCardInfo = recorded_card_fields = write_model_card = None
+        if model_card is None and self.model_card is not None:
+            fields = recorded_card_fields(self.model_card) if recorded_card_fields else None
+            if fields is None:  # a card that records no fields, or no gendd-hf to render one: pushed as it is
+                Path(folder, "README.md").write_text(self.model_card, encoding="utf-8")
+                return
+            info = ModelCardInfo(**{**fields, "repo_id": repo_id})
+        elif ModelCardInfo is None:
             logger.warning("gendd-hf is not installed: pushing without a model card (pip install gendd-hf writes it).")
             return
-        defaults = {
-            "model_name": repo_id.split("/")[-1],
-            "repo_id": repo_id,
-            "teacher": "not recorded",
-            "dataset": "not recorded",
-            "eval_split": None,
-        }
+        else:
+            defaults = {
+                "model_name": repo_id.split("/")[-1],
+                "repo_id": repo_id,
+                "teacher": "not recorded",
+                "dataset": "not recorded",
+                "eval_split": None,
+            }
+            info = ModelCardInfo.from_model(self, **{**defaults, **(model_card or {})})
         if tags:
-            fields["tags"] = [*fields.get("tags", []), *tags]
-        write_model_card(folder, ModelCardInfo.from_model(self, **{**defaults, **fields}))
+            info.tags = list(dict.fromkeys([*(info.tags or []), *tags]))
+        write_model_card(folder, info)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, sampling_config=None, **kwargs):
         """`PreTrainedModel.from_pretrained`, with the folder's `sampling_config.json` as the model's
-        `sampling_config` (the defaults when it has none). `sampling_config` (a `GenDDSamplingConfig` or a dict of
-        its fields, e.g. from `pipeline(..., model_kwargs={"sampling_config": {...}})`) replaces fields of it.
+        `sampling_config` (the defaults when it has none) and its `README.md` as the model's `model_card`, which
+        `push_to_hub` keeps. `sampling_config` (a `GenDDSamplingConfig` or a dict of its fields, e.g. from
+        `pipeline(..., model_kwargs={"sampling_config": {...}})`) replaces fields of it.
         Weights that safetensors cannot read (a truncated download or copy), weights without a buffer the model
         needs (the teacher classifier, the target range, normalisation statistics) and a config without
         `pretrained_cfg` (the evaluation transform) are errors naming the folder and the fix."""
@@ -207,6 +230,10 @@ class GenDDPreTrainedModel(PreTrainedModel):
             )
         saved = GenDDSamplingConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
         model.sampling_config = saved or GenDDSamplingConfig.from_model_config(model.config)
+        card = cached_file(
+            pretrained_model_name_or_path, "README.md", **hub_kwargs, _raise_exceptions_for_missing_entries=False
+        )
+        model.model_card = None if card is None else Path(card).read_text(encoding="utf-8")
         if sampling_config is not None:
             overrides = (
                 sampling_config.to_dict() if isinstance(sampling_config, GenDDSamplingConfig) else sampling_config

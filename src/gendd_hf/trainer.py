@@ -39,7 +39,7 @@ from .configuration_gendd import INFERENCE_PATHS, PROJECTION_PATH
 from .hub import HUB_CHECKPOINT, copy_model_files, download_checkpoint, upload_checkpoint, upload_model_folder
 from .losses import GENDD_METHODS, UNSUPERVISED_METHODS, dkd_loss, kd_loss, soft_cross_entropy
 from .metrics import top_k_metrics
-from .model_card import ModelCardInfo, describe_teacher, write_model_card
+from .model_card import ModelCardInfo, describe_teacher, recorded_card_fields, write_model_card
 from .modeling_gendd import GenDDForImageClassification, GenDDImageClassifierOutput
 from .one_pass import OnePassConfig, distil_probe
 from .progress import is_terminal
@@ -628,47 +628,57 @@ class GenDDTrainer(Trainer):
         """The GenDD model card of the run so far: the model's student and sampling settings, the teacher and the
         source of its weights, the method and schedule (optimizer steps for a run given in `max_steps`, else epochs),
         the total batch size and the accuracies of the last evaluation; overridden by the trainer's `model_card`
-        fields, then by `fields`. The `notes` of both follow the trainer's own."""
+        fields, then by `fields`. The `notes` of both follow the trainer's own. A model that this trainer has not
+        trained keeps the card it was loaded with (`model.model_card`), with this trainer's evaluation if any."""
         args, state = self.args, self.state
         repo_id = self.hub_model_id or args.hub_model_id
+        model = self.accelerator.unwrap_model(self.model)
         teacher = None if self.teacher is None else self.accelerator.unwrap_model(self.teacher)
         last_eval = next(
             (logs for logs in reversed(state.log_history) if any(f"eval_{p}_top1" in logs for p in INFERENCE_PATHS)),
             {},
         )
         accuracy = {
-            path: {k: last_eval[f"eval_{path}_{k}"] for k in ("top1", "top5") if f"eval_{path}_{k}" in last_eval}
+            f"{path}_accuracy": {
+                k: last_eval[f"eval_{path}_{k}"] for k in ("top1", "top5") if f"eval_{path}_{k}" in last_eval
+            }
             or None
             for path in INFERENCE_PATHS
         }
-        schedule = (
-            {"steps": state.global_step}
-            if args.max_steps > 0
-            else {"epochs": None if state.epoch is None else round(state.epoch, 2)}
-        )
-        notes = (
-            f"Stage `{args.stage}`, {state.global_step} optimizer steps on {args.world_size} process(es); warm-up "
-            f"{args.warmup_steps} (steps, or a fraction of training); weight decay {args.weight_decay} "
-            f"({args.head_weight_decay} on the diffusion head, as the GenDD code); AdamW beta2 from "
-            f"{args.adam_beta2_start} to {args.adam_beta2_end} on a cosine."
-        )
+        recorded = None if state.global_step else recorded_card_fields(model.model_card)
+        if recorded is not None:
+            info = {**recorded, "repo_id": repo_id or recorded["repo_id"]}
+            if last_eval:  # on data that the caller's `model_card` fields name, not necessarily the card's
+                info.update(accuracy, eval_dataset="not recorded", eval_split="not recorded")
+            notes = recorded["notes"]
+        else:
+            schedule = (
+                {"steps": state.global_step}
+                if args.max_steps > 0
+                else {"epochs": None if state.epoch is None else round(state.epoch, 2)}
+            )
+            notes = (
+                f"Stage `{args.stage}`, {state.global_step} optimizer steps on {args.world_size} process(es); warm-up "
+                f"{args.warmup_steps} (steps, or a fraction of training); weight decay {args.weight_decay} "
+                f"({args.head_weight_decay} on the diffusion head, as the GenDD code); AdamW beta2 from "
+                f"{args.adam_beta2_start} to {args.adam_beta2_end} on a cosine."
+            )
+            info = {
+                "model_name": (repo_id or str(Path(args.output_dir).resolve())).split("/")[-1],
+                "repo_id": repo_id,
+                "teacher": "not recorded" if teacher is None else describe_teacher(teacher.name, teacher.weights),
+                "dataset": "not recorded",
+                "eval_split": "not recorded" if last_eval else None,
+                "method": args.method,
+                **accuracy,
+                "learning_rate": args.learning_rate,
+                "batch_size": args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps,
+                "lr_scheduler": getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type),
+                **schedule,
+            }
         extra = {**self.model_card_fields, **fields}
         notes = " ".join(filter(None, (notes, self.model_card_fields.get("notes"), fields.get("notes"))))
-        info = {
-            "model_name": (repo_id or str(Path(args.output_dir).resolve())).split("/")[-1],
-            "repo_id": repo_id,
-            "teacher": "not recorded" if teacher is None else describe_teacher(teacher.name, teacher.weights),
-            "dataset": "not recorded",
-            "eval_split": "not recorded" if last_eval else None,
-            "method": args.method,
-            "sampled_accuracy": accuracy["sampled"],
-            "probe_accuracy": accuracy["probe"],
-            "learning_rate": args.learning_rate,
-            "batch_size": args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps,
-            "lr_scheduler": getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type),
-            **schedule,
-        }
-        return ModelCardInfo.from_model(self.accelerator.unwrap_model(self.model), **{**info, **extra, "notes": notes})
+        return ModelCardInfo.from_model(model, **{**info, **extra, "notes": notes})
 
     def create_model_card(self, finetuned_from: str | None = None, **fields) -> None:
         """Write the GenDD model card of [`model_card_info`] (not transformers' generic card) to
