@@ -31,13 +31,13 @@ from gendd_hf.teacher_outputs import (
     finalize_teacher_outputs,
     precompute_teacher_outputs,
 )
+from helpers import same_card_but_repo_id
 from hub_server import FAKE_TOKEN, serve_fake_hub
 from recipe_helpers import (
     NAMES,
     QUIET,
     RECIPES,
     SIZE,
-from helpers import same_card_but_repo_id
     TINY,
     band_image,
     recipe_env,
@@ -208,12 +208,6 @@ def test_push_sends_the_final_folder_without_pickles_or_checkpoints(imagenet_run
 
 
 @pytest.mark.slow
-def test_resume_from_a_recipe_checkpoint_ends_with_the_same_weights(imagenet_run, data, tmp_path):
-    """Resumed at the end of an epoch (step 4 of 8), the run ends bit-identical to the uninterrupted one: RandAugment,
-    mixup/cutmix and GenDD's noise all restart from the checkpoint's RNG states. (A checkpoint in the middle of an
-    epoch resumes correctly too, but not bit-identically: the data loader draws the next batch's augmentation before
-    the checkpoint is written.)"""
-@pytest.mark.slow
 def test_the_recipes_card_survives_a_push_of_the_loaded_model(imagenet_run, fake_hub):
     """The recipe-trained student, loaded from its folder and pushed with `model.push_to_hub` (as docs/recipes.md
     shows), goes up with the folder's card: its teacher, data, steps, results and metadata, not "not recorded"."""
@@ -226,6 +220,12 @@ def test_the_recipes_card_survives_a_push_of_the_loaded_model(imagenet_run, fake
     assert "| GenDD optimizer steps | 8 |" in pushed and "not recorded" not in pushed
 
 
+@pytest.mark.slow
+def test_resume_from_a_recipe_checkpoint_ends_with_the_same_weights(imagenet_run, data, tmp_path):
+    """Resumed at the end of an epoch (step 4 of 8), the run ends bit-identical to the uninterrupted one: RandAugment,
+    mixup/cutmix and GenDD's noise all restart from the checkpoint's RNG states. (A checkpoint in the middle of an
+    epoch resumes correctly too, but not bit-identically: the data loader draws the next batch's augmentation before
+    the checkpoint is written.)"""
     out = imagenet_run["output_dir"]
     run_script(
         python(
