@@ -13,6 +13,15 @@ written to output_dir/eval_results.json.
 library would shadow it for every script in the folder.)
 """
 
+import sys
+from pathlib import Path
+
+
+# This script's --help (kept current by tests/test_recipe_help.py), printed before the slow imports below
+HELP = Path(__file__).with_name("help") / f"{Path(__file__).stem}.txt"
+if __name__ == "__main__" and sys.argv[1:] in (["-h"], ["--help"]) and HELP.is_file():
+    sys.exit(print(HELP.read_text(), end=""))
+
 from transformers import HfArgumentParser
 
 from gendd_hf.cli import EvaluateArguments, evaluate_folder
@@ -20,7 +29,11 @@ from gendd_hf.progress import quiet_library_bars_in_log_files
 from gendd_hf.training_args import GenDDTrainingArguments
 
 
-if __name__ == "__main__":
-    args = HfArgumentParser((EvaluateArguments, GenDDTrainingArguments)).parse_args_into_dataclasses()
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    args = HfArgumentParser((EvaluateArguments, GenDDTrainingArguments)).parse_args_into_dataclasses(argv)
     quiet_library_bars_in_log_files()
-    evaluate_folder(*args)
+    return evaluate_folder(*args)
+
+
+if __name__ == "__main__":
+    main()

@@ -15,13 +15,22 @@ config (`TimmTeacher.data_config`) with the `--augmentation`; `--no_augmentation
 deterministic evaluation transform (one view per image), e.g. for the evaluation split.
 """
 
+import sys
+from pathlib import Path
+
+
+# This script's --help (kept current by tests/test_recipe_help.py), printed before the slow imports below
+HELP = Path(__file__).with_name("help") / f"{Path(__file__).stem}.txt"
+if __name__ == "__main__" and sys.argv[1:] in (["-h"], ["--help"]) and HELP.is_file():
+    sys.exit(print(HELP.read_text(), end=""))
+
 from dataclasses import dataclass, field
 
 import torch
 from accelerate import PartialState
 from transformers import HfArgumentParser
 
-from gendd_hf.cli import parse_json_dict
+from gendd_hf.cli import check_image_size, parse_json_dict
 from gendd_hf.data import load_fashion_mnist, load_image_dataset
 from gendd_hf.data.transforms import AUGMENTATIONS
 from gendd_hf.progress import quiet_library_bars_in_log_files
@@ -72,6 +81,9 @@ class PrecomputeArguments:
     hub_private_repo: bool | None = field(default=None, metadata={"help": "Create the Hub repository private."})
     hub_token: str | None = field(default=None, metadata={"help": "Hub token (default: the logged-in one)."})
 
+    def __post_init__(self):
+        check_image_size(self.image_size)
+
 
 def load_images(args: PrecomputeArguments):
     if args.dataset_name == "fashion_mnist":
@@ -90,8 +102,8 @@ def load_images(args: PrecomputeArguments):
     return images
 
 
-def main():
-    (args,) = HfArgumentParser(PrecomputeArguments).parse_args_into_dataclasses()
+def main(argv: list[str] | None = None) -> None:
+    (args,) = HfArgumentParser(PrecomputeArguments).parse_args_into_dataclasses(argv)
     quiet_library_bars_in_log_files()  # our progress stays, as lines in a log file
     # Without a GPU, accelerate forms the process group of `accelerate launch` only when told to run on the CPU.
     state = PartialState(cpu=not torch.cuda.is_available())

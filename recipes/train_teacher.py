@@ -33,7 +33,14 @@ from datasets import ClassLabel
 from transformers import default_data_collator
 
 from gendd_hf import GenDDTrainer
-from gendd_hf.cli import RecipeArguments, load_recipe_datasets, parse_recipe_args, recipe_metrics
+from gendd_hf.cli import (
+    OutputDirLock,
+    RecipeArguments,
+    load_recipe_datasets,
+    parse_recipe_args,
+    recipe_metrics,
+    saved_model_noted,
+)
 from gendd_hf.cli.presets import CIFAR100_DATA, KD_CIFAR_SCHEDULE
 from gendd_hf.data import build_transforms, mixup_fn, with_pixel_values
 from gendd_hf.progress import quiet_library_bars_in_log_files
@@ -104,21 +111,23 @@ def train_teacher(args: RecipeArguments, training_args: GenDDTrainingArguments) 
         data_collator=default_data_collator,
         compute_metrics=compute_metrics,
     )
+    if trainer.is_world_process_zero():  # first: a failing evaluation must not lose the trained teacher
+        save_timm_classifier(classifier, training_args.output_dir, names, data_config)
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)
     if evaluation is not None:
-        metrics = trainer.evaluate()
+        with saved_model_noted(training_args.output_dir, trainer.is_world_process_zero()):
+            metrics = trainer.evaluate()
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
-    if trainer.is_world_process_zero():
-        save_timm_classifier(classifier, training_args.output_dir, names, data_config)
     return trainer
 
 
 def main(argv: Sequence[str] | None = None) -> GenDDTrainer:
-    args = parse_recipe_args(argv, DEFAULTS, script=Path(__file__).name)
+    args, training_args = parse_recipe_args(argv, DEFAULTS, script=Path(__file__).name)
     quiet_library_bars_in_log_files()
-    return train_teacher(*args)
+    with OutputDirLock(training_args.output_dir, args.overwrite_output_dir, training_args.process_index == 0):
+        return train_teacher(args, training_args)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ The scripts print `recipes/help/<script>.txt`, which must be `format_recipe_help
 `GENDD_HF_UPDATE_HELP=1 pytest tests/test_recipe_help.py` rewrites the files after a change of flags or defaults.
 """
 
+import importlib
 import os
 import runpy
 import subprocess
@@ -122,3 +123,71 @@ def test_the_plain_help_shows_what_a_plain_run_uses(script, tmp_path):
     assert checked > 40
     if SCRIPTS[script]:
         assert training_args.num_train_epochs == SCRIPTS[script][next(iter(SCRIPTS[script]))]["num_train_epochs"]
+
+
+# ---- every other entry point users run: two recipes and the `python -m gendd_hf.<module>` scripts
+PACKAGE = ROOT / "src" / "gendd_hf"
+MODULES = sorted(  # the modules that run as `python -m`
+    ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    for path in PACKAGE.rglob("*.py")
+    if 'if __name__ == "__main__":' in path.read_text()
+)
+ENTRY_POINTS = {  # entry point -> (its file, its stored help, the command that runs it)
+    **{
+        script: (RECIPES / script, RECIPES / "help" / f"{Path(script).stem}.txt", [str(RECIPES / script)])
+        for script in ("evaluate_model.py", "precompute_teacher.py")
+    },
+    **{
+        module: (
+            ROOT / "src" / Path(*module.split(".")).with_suffix(".py"),
+            PACKAGE / "help" / f"{module}.txt",
+            ["-m", module],
+        )
+        for module in MODULES
+    },
+}
+
+
+def live_help(entry_point: str, monkeypatch, capsys) -> str:
+    """What the entry point's own parser prints for --help, at a fixed width (`main(["--help"])` in this process)."""
+    path, _, _ = ENTRY_POINTS[entry_point]
+    monkeypatch.setenv("COLUMNS", "110")
+    monkeypatch.setattr(sys, "argv", [str(path)])  # argparse's prog: the file name, as when it runs
+    main = runpy.run_path(str(path))["main"] if path.parent == RECIPES else importlib.import_module(entry_point).main
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_the_entry_points_are_found():
+    assert {"gendd_hf.one_pass", "gendd_hf.bench.fashion_mnist", "gendd_hf.bench.serving"} <= set(MODULES)
+
+
+@pytest.mark.parametrize("entry_point", ENTRY_POINTS)
+def test_the_stored_help_of_every_entry_point_is_its_help(entry_point, monkeypatch, capsys):
+    stored = ENTRY_POINTS[entry_point][1]
+    text = live_help(entry_point, monkeypatch, capsys)
+    if os.environ.get("GENDD_HF_UPDATE_HELP"):
+        stored.parent.mkdir(exist_ok=True)
+        stored.write_text(text)
+    assert stored.is_file() and stored.read_text() == text, (
+        f"{stored} is out of date: rewrite it with GENDD_HF_UPDATE_HELP=1 pytest tests/test_recipe_help.py"
+    )
+
+
+@pytest.mark.parametrize("entry_point", ENTRY_POINTS)
+def test_every_entry_point_prints_its_help_without_importing_torch(entry_point):
+    """Before: each imported torch, transformers and timm first (3 s or more here, under load much more)."""
+    _, stored, command = ENTRY_POINTS[entry_point]
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", *command, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    seconds = time.perf_counter() - start
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout == stored.read_text()
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert not imported & {"torch", "transformers", "timm", "datasets"}
+    assert seconds < HELP_SECONDS, seconds

@@ -10,6 +10,8 @@ class), with a `test_resnet` teacher saved as safetensors. The ImageNet recipe p
 import json
 import os
 import runpy
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,10 +19,14 @@ import numpy as np
 import pytest
 import timm
 import torch
+from datasets import Dataset, Image
+from PIL import Image as PILImage
 from safetensors.torch import load_file
 from transformers import AutoModelForImageClassification, TrainerCallback, pipeline
 
 from gendd_hf.cli import parse_recipe_args, run_recipe
+from gendd_hf.cli.output_lock import LOCK_NAME, OutputDirLock
+from gendd_hf.cli.run import warn_on_small_images
 from gendd_hf.data import load_image_dataset
 from gendd_hf.hub import PUSHED_FILES
 from gendd_hf.teacher import TimmTeacher
@@ -545,6 +551,18 @@ def run_in_process(data, tmp_path, *args, dataset="imagefolder", callbacks=None)
             r"A streamed training set has no length: pass --max_steps N",
         ),
         ("bad JSON", ["--student_kwargs", "{in_chans: 1}"], ValueError, r"--student_kwargs must be a JSON object"),
+        (  # before: a PIL error at the first batch
+            "image size 0",
+            ["--image_size", "0"],
+            ValueError,
+            r"--image_size 0 is invalid: every image is resized to image_size x image_size, which would give no image",
+        ),
+        (  # before: trained on 4x4 images
+            "image size 4",
+            ["--image_size", "4"],
+            ValueError,
+            r"--image_size 4 is invalid: .* 4x4-pixel images, too small to classify. Use at least 8",
+        ),
         (
             "shot metrics without an eval split",
             ["--shot_metrics", "--eval_split", ""],
@@ -562,6 +580,89 @@ def test_bad_input_fails_before_training_with_the_fix_in_the_message(data, tmp_p
     dataset = {"labels missing": "wds", "label out of range": "parquet_int", "stream without max_steps": "wds"}
     with pytest.raises(error, match=message):
         run_in_process(data, tmp_path, *args, dataset=dataset.get(case, "imagefolder"))
+
+
+def labelled_parquet(data, folder: Path, split: str, label: int) -> Path:
+    """The parquet dataset of `data` with the first label of `split` replaced by `label`."""
+    folder.mkdir()
+    for name in ("train", "test"):
+        dataset = Dataset.from_parquet(str(data["parquet"] / f"{name}.parquet"))
+        if name == split:
+            labels = [label, *dataset["fine_label"][1:]]
+            feature = dataset.features["fine_label"]
+            dataset = dataset.remove_columns("fine_label").add_column("fine_label", labels, feature=feature)
+        dataset.to_parquet(folder / f"{name}.parquet")
+    return folder
+
+
+@pytest.mark.parametrize("split, name", [("train", "train"), ("test", "eval")])
+def test_a_label_outside_the_classes_is_named_before_training_in_every_split(data, tmp_path, split, name):
+    """Label -1 (ClassLabel's "no label"). Before: in the train split it failed when its batch came; in the evaluation
+    split after training, with no model saved."""
+    parquet = labelled_parquet(data, tmp_path / "labels", split, -1)
+
+    class NoStep(TrainerCallback):
+        def on_step_begin(self, *args, **kwargs):
+            raise AssertionError("a training step ran")
+
+    data = {**data, "bad": parquet}
+    message = rf"The {name} dataset has label -1 but the teacher has 6 classes \(0\.\.5\); a negative label usually"
+    with pytest.raises(ValueError, match=message):
+        run_in_process(
+            data, tmp_path, "--label_column", "fine_label", "--eval_split", "test", dataset="bad", callbacks=[NoStep()]
+        )
+
+
+def test_a_failure_after_training_leaves_the_model_saved_and_says_where(data, tmp_path, capsys):
+    """Before: the model was saved after evaluation, card and push; a failing evaluation lost it."""
+
+    class FailingEvaluation(TrainerCallback):
+        def on_evaluate(self, *args, **kwargs):
+            raise RuntimeError("the evaluation broke")
+
+    with pytest.raises(RuntimeError, match="the evaluation broke"):
+        run_in_process(data, tmp_path, callbacks=[FailingEvaluation()])
+    out = tmp_path / "out"
+    assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
+    assert f"The trained model is saved in {out} (model.safetensors" in capsys.readouterr().err
+    assert not (out / LOCK_NAME).exists()  # released on the error too
+    AutoModelForImageClassification.from_pretrained(out)
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused_unless_overwrite(data, tmp_path):
+    """Before: two runs wrote into one output_dir at once. The lock names a live process (here `sleep`); once that
+    process is dead, its lock is taken over; `--overwrite_output_dir` takes it while it lives."""
+    out = tmp_path / "out"
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        with OutputDirLock(out):  # written as the holder's
+            (out / LOCK_NAME).write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(), "started": 0}))
+            with pytest.raises(
+                RuntimeError, match=rf"output_dir '{out}' is in use by another run: process {holder.pid}"
+            ):
+                run_in_process(data, tmp_path)
+            with OutputDirLock(out, overwrite=True):
+                assert json.loads((out / LOCK_NAME).read_text())["pid"] == os.getpid()
+    finally:
+        holder.kill()
+        holder.wait()
+    (out / LOCK_NAME).write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(), "started": 0}))
+    with OutputDirLock(out):  # the dead process's lock is taken over
+        assert json.loads((out / LOCK_NAME).read_text())["pid"] == os.getpid()
+    assert not (out / LOCK_NAME).exists()
+    (out / LOCK_NAME).write_text(json.dumps({"pid": 1, "host": "another-machine", "started": 0}))
+    with pytest.raises(RuntimeError, match="process 1 on host 'another-machine'.* delete the lock file"):
+        OutputDirLock(out).__enter__()
+
+
+def test_images_below_the_students_stride_or_tiny_are_warned_with_the_reason(data):
+    args, _ = parse_recipe_args(["--output_dir", "out", "--dataset_name", "d", *teacher_args(data), *TINY])
+    model = args.build_model(TimmTeacher.from_timm("test_resnet", pretrained=False, num_classes=6))
+    with pytest.warns(UserWarning, match="--image_size 16 is below the total stride 32 of the student 'test_resnet'"):
+        warn_on_small_images(model, 16, Dataset.from_dict({"label": [0]}))
+    tiny = Dataset.from_dict({"image": [PILImage.new("RGB", (1, 1))]}).cast_column("image", Image())
+    with pytest.warns(UserWarning, match="training images are 1x1 pixels .* resized to 32 pixels"):
+        warn_on_small_images(model, 32, tiny)
 
 
 def test_resume_from_checkpoint_true_resumes_from_the_latest_checkpoint(data, tmp_path):

@@ -3,6 +3,18 @@
 Importing the package registers `GenDDConfig` and `GenDDForImageClassification` with transformers' Auto classes.
 """
 
+import sys
+from pathlib import Path
+
+
+# `python -m gendd_hf.<entry point> --help` prints help/<entry point>.txt, that module's --help (kept current by
+# tests/test_recipe_help.py), before the imports below, which take seconds: the recipes' fast --help, for the modules.
+_ARGV = getattr(sys, "orig_argv", [])
+if "-m" in _ARGV and _ARGV[_ARGV.index("-m") + 2 :] in (["-h"], ["--help"]):
+    _HELP = Path(__file__).with_name("help") / f"{_ARGV[_ARGV.index('-m') + 1]}.txt"
+    if _HELP.is_file():
+        sys.exit(print(_HELP.read_text(), end=""))
+
 from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
 
 from . import models  # noqa: F401  (registers the CIFAR model zoo with timm)

@@ -36,6 +36,21 @@ def parse_json_dict(value: str | Mapping | None, name: str) -> dict:
     return parsed
 
 
+MIN_IMAGE_SIZE = 8
+"""The smallest `--image_size`: below it the crops, pads and strides of the transforms and students leave nothing."""
+
+
+def check_image_size(image_size: int | None) -> None:
+    """Raise a `ValueError` with the reason when `--image_size` (`None`: the teacher's) is below `MIN_IMAGE_SIZE`."""
+    if image_size is not None and image_size < MIN_IMAGE_SIZE:
+        reason = "no image" if image_size < 1 else f"{image_size}x{image_size}-pixel images, too small to classify"
+        raise ValueError(
+            f"--image_size {image_size} is invalid: every image is resized to image_size x image_size, which would "
+            f"give {reason}. Use at least {MIN_IMAGE_SIZE} (e.g. 32 for CIFAR, 224 for ImageNet), or leave it unset "
+            "for the teacher's input size."
+        )
+
+
 @dataclass
 class _RecipeArguments:
     """`RecipeArguments` without the GenDD model and sampling fields, which `MODEL_FLAGS` adds."""
@@ -151,6 +166,13 @@ class _RecipeArguments:
             "other...); unset: the card states no licence (the data's and the teacher's terms still apply)."
         },
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Write into an output_dir that another live run holds (its lock file .gendd_run.lock); without "
+            "it such a run is refused. The lock of a run that has died is taken over without it."
+        },
+    )
 
     def __post_init__(self):
         if not self.dataset_name:
@@ -159,6 +181,7 @@ class _RecipeArguments:
             raise ValueError("--teacher_name is required: the timm name of the teacher (e.g. resnet34.tv_in1k).")
         if self.augmentation not in AUGMENTATIONS:
             raise ValueError(f"--augmentation={self.augmentation!r} is invalid: use one of {list(AUGMENTATIONS)}.")
+        check_image_size(self.image_size)
         for name in ("teacher_kwargs", "student_kwargs"):
             parse_json_dict(getattr(self, name), name)
         for name in ("max_train_samples", "max_eval_samples"):
@@ -382,10 +405,12 @@ def parse_recipe_args(
 
 __all__ = [
     "HELP_GROUPS",
+    "MIN_IMAGE_SIZE",
     "MODEL_FLAGS",
     "SAMPLING_FLAGS",
     "EvaluateArguments",
     "RecipeArguments",
+    "check_image_size",
     "format_recipe_help",
     "parse_json_dict",
     "parse_recipe_args",

@@ -3,13 +3,15 @@
 (`evaluate_folder`). The same code runs under `python` and under `accelerate launch` on any number of processes."""
 
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from datasets import ClassLabel, Dataset, IterableDataset
+from datasets import Dataset, IterableDataset
 from transformers import EvalPrediction, TrainerCallback, default_data_collator, set_seed
 
 from ..data import build_transforms, load_split, mixup_fn, with_pixel_values
@@ -21,9 +23,10 @@ from ..modeling_gendd import GenDDForImageClassification
 from ..progress import quiet_library_bars_in_log_files
 from ..teacher import TimmTeacher
 from ..teacher_outputs import ViewConfig, teacher_outputs_dataset
-from ..trainer import GenDDTrainer, check_dataset_classes
+from ..trainer import IGNORE_INDEX, GenDDTrainer, check_dataset_classes
 from ..training_args import GenDDTrainingArguments
-from .arguments import EvaluateArguments, RecipeArguments, parse_recipe_args
+from .arguments import MIN_IMAGE_SIZE, EvaluateArguments, RecipeArguments, parse_recipe_args
+from .output_lock import OutputDirLock
 
 
 def load_recipe_datasets(args: RecipeArguments, seed: int) -> tuple[Dataset | IterableDataset, Dataset | None]:
@@ -93,14 +96,60 @@ def check_recipe_inputs(
         if dataset is None:
             continue
         check_dataset_classes(dataset, teacher.num_classes, f"{name} dataset")
-        label = (dataset.features or {}).get("label")
-        if isinstance(dataset, Dataset) and label is not None and not isinstance(label, ClassLabel):
-            largest = int(np.max(dataset.with_format("numpy")["label"]))
-            if largest >= teacher.num_classes:
-                raise ValueError(
-                    f"The {name} dataset has label {largest} but the teacher has {teacher.num_classes} classes "
-                    f"(0..{teacher.num_classes - 1}); distil on data labelled with the teacher's classes."
-                )
+        if isinstance(dataset, Dataset) and "label" in dataset.column_names:
+            check_label_values(dataset, teacher.num_classes, name, ignore_index=name == "train")
+
+
+def check_label_values(dataset: Dataset, num_classes: int, name: str, ignore_index: bool) -> None:
+    """Raise a `ValueError` naming the first label of `dataset` that is not a class index in `0..num_classes - 1`
+    (nor `IGNORE_INDEX` with `ignore_index`), before training: the trainer would only meet it in its batch, after
+    hours for an evaluation split."""
+    labels = np.unique(np.asarray(dataset.with_format("numpy")["label"]))
+    if not np.issubdtype(labels.dtype, np.integer):
+        return  # soft labels
+    valid = (labels >= 0) & (labels < num_classes)
+    if ignore_index:
+        valid |= labels == IGNORE_INDEX
+    if valid.all():
+        return
+    invalid = labels[~valid]
+    value = int(invalid[0] if invalid[0] < 0 else invalid[-1])  # the most negative, else the largest
+    hint = "distil on data labelled with the teacher's classes"
+    if value < 0:
+        hint = (
+            "a negative label usually marks an image without class: drop those images (dataset.filter(lambda row: "
+            f"row['label'] >= 0)){', or label them -100, skipped in training by ce and kd' if ignore_index else ''}"
+        )
+    raise ValueError(
+        f"The {name} dataset has label {value} but the teacher has {num_classes} classes (0..{num_classes - 1}); "
+        f"{hint}. (Checked on the whole {name} split before the first step.)"
+    )
+
+
+def warn_on_small_images(model: GenDDForImageClassification, image_size: int, train: Dataset | IterableDataset) -> None:
+    """Warn, with the reason, when the images are smaller than the student's total stride (its last feature map
+    would be under one pixel: the student sees padding) or the training images are tiny (upscaled, they carry no
+    detail; only the first image of a set that is not streamed is looked at)."""
+    feature_info = getattr(model.student, "feature_info", None) or [{}]
+    stride = feature_info[-1].get("reduction", 1)
+    if image_size < stride:
+        warnings.warn(
+            f"--image_size {image_size} is below the total stride {stride} of the student "
+            f"{model.config.student_name!r}: its last feature map is under one pixel, computed mostly from padding. "
+            f"Use --image_size {stride} or more, or a student for small images (e.g. the cifar_* models).",
+            UserWarning,
+            stacklevel=2,
+        )
+    first = train[0]["image"] if isinstance(train, Dataset) and len(train) and "image" in train.column_names else None
+    if isinstance(getattr(first, "size", None), tuple):  # a PIL image
+        width, height = first.size
+        if min(width, height) < MIN_IMAGE_SIZE:
+            warnings.warn(
+                f"The training images are {width}x{height} pixels (the first one): resized to {image_size} pixels, "
+                "they carry almost no detail. Check --image_column and the dataset.",
+                UserWarning,
+                stacklevel=2,
+            )
 
 
 def recipe_metrics(
@@ -165,19 +214,34 @@ def run_recipe(
     `GenDDTrainer`): pushes during training as `--hub_strategy` says, and one at the end with the evaluated card,
     never with `training_args.bin` (see `gendd_hf.hub`).
 
+    The trained model is saved before the evaluation, the card and the push: if one of them fails, the error says
+    where the model is. Meanwhile the run holds `output_dir`'s lock ([`OutputDirLock`]): a second run into the same
+    folder is refused unless `--overwrite_output_dir`; a dead run's lock is taken over.
+
     Returns:
         `dict`: the evaluation metrics (`eval_{path}_top1`, `eval_{path}_top5`, `eval_loss`), empty without an
         evaluation split.
     """
+    with OutputDirLock(training_args.output_dir, args.overwrite_output_dir, active=training_args.process_index == 0):
+        return _run_recipe(args, training_args, callbacks)
+
+
+def _run_recipe(
+    args: RecipeArguments, training_args: GenDDTrainingArguments, callbacks: Sequence[TrainerCallback] | None
+) -> dict[str, float]:
     set_seed(training_args.seed)
     data_seed = training_args.data_seed or training_args.seed
     # ---- data, teacher, model
-    train, evaluation = load_recipe_datasets(args, data_seed)
+    # One process downloads and prepares the datasets while the others wait, then read its cache: the main process of
+    # the run, or of each node when the nodes share no file system (`save_on_each_node`).
+    if True:
+        train, evaluation = load_recipe_datasets(args, data_seed)
     teacher = load_teacher(args)
     data_config = teacher.data_config(args.image_size)
     check_recipe_inputs(args, training_args, teacher, data_config, train, evaluation)
     compute_metrics = recipe_metrics(args, train, evaluation, teacher.num_classes, training_args.inference_paths)
     model = args.build_model(teacher, teacher.class_names(train, evaluation))
+    warn_on_small_images(model, data_config["input_size"][-1], train)
     # The evaluation transform's config: saved in config.json, it is also the image processor's.
     model.config.pretrained_cfg = eval_data_config(data_config, args.augmentation)
 
@@ -213,24 +277,43 @@ def run_recipe(
         processing_class=build_image_processor(model),
         callbacks=list(callbacks or []),
     )
-    # ---- train, evaluate
+    # ---- train
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    # ---- save first: nothing after training may lose the trained model
+    trainer.save_model()
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)
-    metrics = {}
-    if evaluation is not None:
-        metrics = trainer.evaluate()
-        trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
-    # ---- save, card, push
-    if training_args.push_to_hub:  # saves the model and writes the card before uploading
-        commit = trainer.push_to_hub(commit_message=f"GenDD {training_args.method}: end of training")
-        if commit is not None:
-            print(f"Pushed {training_args.output_dir} to {commit.commit_url}")
-    else:
-        trainer.save_model()
-        trainer.create_model_card()
+    with saved_model_noted(training_args.output_dir, trainer.is_world_process_zero()):
+        # ---- evaluate, card, push
+        metrics = {}
+        if evaluation is not None:
+            metrics = trainer.evaluate()
+            trainer.log_metrics("eval", metrics)
+            trainer.save_metrics("eval", metrics)
+        if training_args.push_to_hub:  # writes the card (with the evaluation) before uploading
+            commit = trainer.push_to_hub(commit_message=f"GenDD {training_args.method}: end of training")
+            if commit is not None:
+                print(f"Pushed {training_args.output_dir} to {commit.commit_url}")
+        else:
+            trainer.create_model_card()
     return metrics
+
+
+@contextmanager
+def saved_model_noted(output_dir: str, main_process: bool = True) -> Iterator[None]:
+    """Around what follows the saving of a trained model (evaluation, card, push): on an error, say on stderr (the
+    main process) that the model is saved and where, then raise the error."""
+    try:
+        yield
+    except Exception:
+        if main_process:
+            print(
+                f"The trained model is saved in {output_dir} (model.safetensors, config.json); what failed after "
+                f"training is below. Score it with recipes/evaluate_model.py --model_name_or_path {output_dir}, or "
+                "upload it with `hf upload`.",
+                file=sys.stderr,
+            )
+        raise
 
 
 def recipe_main(
@@ -301,6 +384,7 @@ def evaluate_folder(eval_args: EvaluateArguments, training_args: GenDDTrainingAr
 
 
 __all__ = [
+    "check_label_values",
     "check_recipe_inputs",
     "evaluate_folder",
     "load_recipe_datasets",
@@ -309,4 +393,6 @@ __all__ = [
     "recipe_main",
     "recipe_metrics",
     "run_recipe",
+    "saved_model_noted",
+    "warn_on_small_images",
 ]
