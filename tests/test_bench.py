@@ -1,4 +1,4 @@
-"""The benchmark's full-recipe row, its budget table and the parity harness's plumbing and arithmetic (the harness
+"""The benchmark's full-recipe row and the parity harness's plumbing and arithmetic (the harness
 itself needs the official code, which CI does not have; tests/test_parity_fixture.py holds the numbers it recorded)."""
 
 import math
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gendd_hf.bench import fashion_mnist, parity
-from gendd_hf.bench.fashion_mnist import ArrayDataset, BenchSettings, budget_table, plot_budget, train_student
+from gendd_hf.bench.fashion_mnist import ArrayDataset, BenchSettings, train_student
 from gendd_hf.teacher import TimmTeacher
 
 
@@ -53,26 +53,6 @@ def test_full_recipe_is_stage1_then_gendd_from_its_student_within_the_same_steps
     assert all(torch.equal(value, stage1.student.state_dict()[name]) for name, value in runs[1][3].items())
     assert not all(torch.equal(value, runs[0][3][name]) for name, value in runs[1][3].items())
     assert model.config.contraction == 0.9 and model.config.inference_path == "sampled"
-
-
-def test_budget_table_and_plot(tmp_path):
-    records = [
-        {
-            "method": method,
-            "steps": 470 * multiplier,
-            "multiplier": multiplier,
-            "probe_top1": 0.8 + 0.01 * multiplier,
-            "train_seconds": 40.0 * multiplier,
-            **({"sampled_top1": 0.85} if method == "gendd_full" else {}),
-        }
-        for multiplier in (1, 2, 4)
-        for method in ("kd", "dkd", "gendd_full")
-    ]
-    results = {"seed": 0, "teacher_top1": 0.9, "base_steps": 470, "records": records}
-    table = budget_table(results, BenchSettings())
-    assert "| gendd_full | 1880 | 84.00 | 85.00 | 160 |" in table and "| kd | 470 | 81.00 | - | 40 |" in table
-    plot_budget(results, tmp_path / "budget.png")
-    assert (tmp_path / "budget.png").stat().st_size > 0
 
 
 def test_parity_summary_by_hand():

@@ -12,7 +12,8 @@ student with its model card (`gendd-student`, `gendd-student-seed1`, ...), score
 Budget choices (2 CPU cores): the teacher is timm's `resnet10t` (4.9 M parameters, 512-d feature), the student
 timm's `test_resnet` (0.37 M, 13x smaller). There is no random augmentation, so the teacher's outputs are computed
 once per image and stored with the data: training never runs the teacher. Every training (teacher and students, all
-methods) runs in bfloat16 autocast (`bf16`, the CPU's AVX-512 BF16 units; evaluation stays in float32): a GenDD step
+methods) runs in bfloat16 autocast where the CPU has BF16 units (`bf16`, AVX-512 BF16 or AMX; evaluation stays in float32;
+float32 elsewhere, `native_bf16`): a GenDD step
 takes 0.17 s instead of 0.32 s, which keeps `make bench` within 90 minutes with the full-recipe row. Side by side
 with the official code in float32 (`gendd_hf.bench.parity --bf16`, 3 seeds, during development), it moved our probe
 by -0.10 points and the sampled path by -0.53, within one seed-to-seed std (1.1-1.2 points; docs/parity.md). The
@@ -24,8 +25,9 @@ import argparse
 import hashlib
 import json
 import math
+import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,15 +35,16 @@ import torch
 from safetensors.torch import save_file
 from torch.utils.data import Dataset
 
+from ..calibration import path_logits_of_images
 from ..configuration_gendd import GenDDConfig
 from ..data import FASHION_MNIST_LABEL_NAMES, load_digits_unlabeled, load_fashion_mnist
 from ..data.long_tail import long_tailed_class_counts
+from ..data.transforms import SMALL_IMAGE_PADDING
 from ..losses import GENDD_METHODS
 from ..metrics import shot_accuracy, shot_groups, top1
 from ..model_card import ModelCardInfo, write_model_card
 from ..modeling_gendd import GenDDForImageClassification
 from ..one_pass import distil_probe
-from ..progress import progress_bar
 from ..teacher import TimmTeacher
 from ..teacher_training import save_timm_classifier, train_timm_classifier
 from ..trainer import GenDDTrainer
@@ -51,12 +54,19 @@ from ..training_args import GenDDTrainingArguments
 MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST pixel statistics
 
 
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX). Without, torch emulates it: measured on an
+    AVX2 machine, a bfloat16 autocast convolution ran 25x slower than float32, so the bench trains in float32 there."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
 @dataclass
 class BenchSettings:
     """Everything that determines a result; stored beside every number in `results.json`."""
 
     teacher_name: str = "resnet10t"
     teacher_epochs: float = 2.0
+    teacher_augmentation: bool = False  # random crop (4-pixel padding) + flip in the teacher's training (`CropFlip`)
     student_name: str = "test_resnet"
     epochs: float = 2.0
     batch_size: int = 256
@@ -76,7 +86,7 @@ class BenchSettings:
     lt_imbalance_ratio: float = 100.0
     lt_n_max: int = 1000
     seeds: tuple[int, ...] = (0, 1, 2)
-    bf16: bool = True  # bfloat16 autocast in training, every method and the teacher (see the module docstring)
+    bf16: bool = field(default_factory=native_bf16)  # bfloat16 autocast in training where the CPU has BF16 units
     stage1_fraction: float = 1 / 6  # of the full recipe's steps: stage 1 (the paper: 20 of 120 ImageNet epochs)
     methods: tuple[str, ...] = ("ce", "kd", "dkd", "gendd", "gendd_full", "gendd_unsup", "kl_unsup")
     nontarget_methods: tuple[str, ...] = ("gendd_unsup", "kl_unsup")
@@ -180,10 +190,34 @@ def fingerprint(payload: dict) -> str:
 TEACHER_HEAD = {"teacher_feature_dim": 64, "token_dim": 64, "head_width": 8, "head_depth": 1}
 
 
-def get_teacher(settings: BenchSettings, arrays: dict, cache_dir: Path, log) -> TimmTeacher:
-    """Train the teacher with `--method ce` once; later runs with the same settings load it (safetensors). It is also
-    written to `cache_dir/teacher` as a timm model folder with its preprocessing, which the recipes load with
-    `--teacher_name local-dir:cache/fashion_mnist/teacher` (docs/recipes.md): the teacher of the latest run."""
+@dataclass
+class CropFlip:
+    """The teacher's training collator with `teacher_augmentation`: each image a random 28x28 crop of itself
+    zero-padded by `SMALL_IMAGE_PADDING` (4) pixels, flipped horizontally with probability 1/2: the `"small"`
+    augmentation of `build_transforms`, on the benchmark's normalised tensors (padding with black,
+    `(0 - MEAN) / STD`). Draws from torch's global generator, which the Trainer seeds."""
+
+    padding: int = SMALL_IMAGE_PADDING
+
+    def __call__(self, rows: list[dict]) -> dict:
+        batch = {name: torch.stack([row[name] for row in rows]) for name in rows[0]}
+        pixels = batch["pixel_values"]
+        n, channels, height, width = pixels.shape
+        pad = self.padding
+        padded = torch.nn.functional.pad(pixels, (pad, pad, pad, pad), value=-MEAN / STD)
+        top, left = torch.randint(0, 2 * pad + 1, (2, n, 1))
+        rows_index = (top + torch.arange(height))[:, None, :, None]
+        cols_index = (left + torch.arange(width))[:, None, None, :]
+        crops = padded[
+            torch.arange(n)[:, None, None, None], torch.arange(channels)[None, :, None, None], rows_index, cols_index
+        ]
+        flip = torch.rand(n) < 0.5
+        batch["pixel_values"] = torch.where(flip[:, None, None, None], crops.flip(-1), crops)
+        return batch
+
+
+def teacher_checkpoint(settings: BenchSettings, cache_dir: Path) -> Path:
+    """Where the teacher of `settings` is cached (its weights; its training curve beside them, `.json`)."""
     key = fingerprint(
         {
             "teacher": settings.teacher_name,
@@ -192,29 +226,65 @@ def get_teacher(settings: BenchSettings, arrays: dict, cache_dir: Path, log) -> 
             "lr": settings.learning_rate,
             "batch_size": settings.batch_size,
             **({"bf16": True} if settings.bf16 else {}),
+            **({"augmentation": "crop_flip"} if settings.teacher_augmentation else {}),
         }
     )
-    path = cache_dir / f"teacher-{settings.teacher_name}-{key}.safetensors"
+    return cache_dir / f"teacher-{settings.teacher_name}-{key}.safetensors"
+
+
+def get_teacher(settings: BenchSettings, arrays: dict, cache_dir: Path, log) -> TimmTeacher:
+    """Train the teacher with `--method ce` once; later runs with the same settings load it (safetensors). It is also
+    written to `cache_dir/teacher` as a timm model folder with its preprocessing, which the recipes load with
+    `--teacher_name local-dir:cache/fashion_mnist/teacher` (docs/recipes.md): the teacher of the latest run. With
+    `settings.teacher_augmentation` it trains on random crops and flips (`CropFlip`), drawn anew every epoch. When
+    `arrays` hold the test set, the teacher is scored on it after every epoch and that curve is cached beside the
+    weights (`teacher_curve`)."""
+    path = teacher_checkpoint(settings, cache_dir)
     kwargs = {"in_chans": 1, "num_classes": 10}
     if path.exists():
         log(f"teacher: reusing {path}")
     else:
-        log(f"teacher: training {settings.teacher_name} for {settings.teacher_epochs} epochs (cached afterwards)")
+        augmentation = " with random crop + flip" if settings.teacher_augmentation else ""
+        log(f"teacher: training {settings.teacher_name} for {settings.teacher_epochs} epochs{augmentation} (cached)")
         train = ArrayDataset(pixel_values=arrays["train_pixels"], labels=arrays["train_labels"])
-        args = training_args(cache_dir / "teacher-run", "ce", settings.teacher_epochs, 0, settings)
-        classifier = train_timm_classifier(
+        scored = "test_pixels" in arrays
+        args = training_args(
+            cache_dir / "teacher-run",
+            "ce",
+            settings.teacher_epochs,
+            0,
+            settings,
+            eval_strategy="epoch" if scored else "no",
+        )
+        trained = train_timm_classifier(
             settings.teacher_name,
             FASHION_MNIST_LABEL_NAMES,
             args,
             train,
+            ArrayDataset(pixel_values=arrays["test_pixels"], labels=arrays["test_labels"]) if scored else None,
             timm_kwargs={"in_chans": 1},
             unused_head=TEACHER_HEAD,
-        ).classifier
+            **({"data_collator": CropFlip()} if settings.teacher_augmentation else {}),
+        )
         cache_dir.mkdir(parents=True, exist_ok=True)
-        save_file(classifier.state_dict(), str(path))
+        save_file(trained.classifier.state_dict(), str(path))
+        if scored:
+            curve = [
+                {"epoch": entry["epoch"], "test_top1": entry["eval_probe_top1"]}
+                for entry in trained.trainer.state.log_history
+                if "eval_probe_top1" in entry
+            ]
+            path.with_suffix(".json").write_text(json.dumps({"curve": curve}, indent=2))
     teacher = TimmTeacher.from_timm(settings.teacher_name, checkpoint_path=str(path), **kwargs)
     save_timm_classifier(teacher.model, cache_dir / "teacher", FASHION_MNIST_LABEL_NAMES, DATA_CONFIG)
     return teacher
+
+
+def teacher_curve(settings: BenchSettings, cache_dir: Path) -> list[dict] | None:
+    """The cached teacher's test top-1 after each training epoch (`[{"epoch", "test_top1"}]`), or `None` when it was
+    trained without the test set at hand (or before curves were kept)."""
+    path = teacher_checkpoint(settings, cache_dir).with_suffix(".json")
+    return json.loads(path.read_text())["curve"] if path.exists() else None
 
 
 @torch.no_grad()
@@ -259,7 +329,6 @@ def new_student(settings: BenchSettings, method: str, teacher: TimmTeacher) -> G
     return model
 
 
-@torch.no_grad()
 def predict(
     model: GenDDForImageClassification,
     pixels: torch.Tensor,
@@ -269,14 +338,7 @@ def predict(
     **sampling,
 ) -> torch.Tensor:
     """Logits of one inference path over `pixels`, batched; each image's sampling noise seeded by `seed`."""
-    model.eval()
-    logits = []
-    with progress_bar(total=len(pixels), desc=f"{path} path", unit="img", disable=path == "probe") as progress:
-        for i in range(0, len(pixels), batch_size):
-            batch = pixels[i : i + batch_size]
-            logits.append(model.path_logits(model.extract_features(batch), path, seed=seed, **sampling))
-            progress.update(len(batch))
-    return torch.cat(logits)
+    return path_logits_of_images(model, pixels, path, batch_size, show_progress=path != "probe", seed=seed, **sampling)
 
 
 def train_student(method, seed, train, steps, settings, teacher, output_dir) -> GenDDForImageClassification:
@@ -554,96 +616,6 @@ def run(command: str, settings: BenchSettings, output_dir: Path, cache_dir: Path
     return results
 
 
-BUDGET_METHODS = ("kd", "dkd", "gendd_full")
-BUDGET_MULTIPLIERS = (1, 2, 4)
-
-
-def run_budget(settings: BenchSettings, output_dir: Path, cache_dir: Path) -> dict:
-    """`budget` (`make bench-budget`): KD, DKD and GenDD's full recipe at 1x, 2x and 4x the bench's optimizer steps,
-    the first seed only, on the Fashion-MNIST train set; writes `budget.json`, `budget.md` and `budget.png`
-    (accuracy against training steps)."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    started, log = time.perf_counter(), make_logger()
-    data, teacher = prepare(settings, cache_dir, log)
-    full = train_set(data, "train")
-    base_steps = math.ceil(settings.epochs * len(full) / settings.batch_size)
-    seed, records = settings.seeds[0], []
-    for multiplier in BUDGET_MULTIPLIERS:
-        for method in BUDGET_METHODS:
-            record, _ = run_method(
-                method,
-                seed,
-                full,
-                base_steps * multiplier,
-                data,
-                settings,
-                teacher,
-                output_dir / "runs" / f"x{multiplier}",
-                log,
-            )
-            record.pop("probe_logits")
-            record.pop("sampled_predictions", None)
-            records.append({**record, "multiplier": multiplier, "steps": base_steps * multiplier})
-    results = {
-        "command": "budget",
-        "settings": asdict(settings),
-        "base_steps": base_steps,
-        "seed": seed,
-        "teacher_top1": top1(data["teacher_test_logits"], data["test_labels"]),
-        "records": records,
-        "wall_seconds": time.perf_counter() - started,
-    }
-    (output_dir / "budget.json").write_text(json.dumps(results, indent=2))
-    table = budget_table(results, settings)
-    (output_dir / "budget.md").write_text(table)
-    plot_budget(results, output_dir / "budget.png")
-    print("\n" + table)
-    log(f"results: {output_dir / 'budget.json'}, {output_dir / 'budget.md'}, {output_dir / 'budget.png'}")
-    return results
-
-
-def budget_table(results: dict, settings: BenchSettings) -> str:
-    lines = [
-        f"Fashion-MNIST, seed {results['seed']}, teacher `{settings.teacher_name}` "
-        f"{results['teacher_top1'] * 100:.2f} top-1. Steps: optimizer steps at batch {settings.batch_size} "
-        f"({results['base_steps']} = the bench's). Probe: all test images; sampled: the first "
-        f"{settings.sampled_eval_size}, the paper's sampler. gendd_full: stage 1 for "
-        f"{settings.stage1_fraction:.3g} of the steps, then GenDD.",
-        "",
-        "| method | steps | probe top-1 | sampled top-1 | train s |",
-        "|---|---|---|---|---|",
-    ]
-    for r in results["records"]:
-        sampled = f"{r['sampled_top1'] * 100:.2f}" if "sampled_top1" in r else "-"
-        lines.append(
-            f"| {r['method']} | {r['steps']} | {r['probe_top1'] * 100:.2f} | {sampled} | {r['train_seconds']:.0f} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def plot_budget(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method in BUDGET_METHODS:
-        rows = [r for r in results["records"] if r["method"] == method]
-        for key, style in (("probe_top1", "-"), ("sampled_top1", "--")):
-            points = [(r["steps"], r[key] * 100) for r in rows if key in r]
-            if points:
-                ax.plot(*zip(*points), style, marker="o", label=f"{method} ({key.removesuffix('_top1')})")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("optimizer steps (batch 256)")
-    ax.set_ylabel("Fashion-MNIST test top-1 (%)")
-    ax.set_title("Accuracy against training budget")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def write_results(results: dict, settings: BenchSettings, output_dir: Path, log) -> None:
     """`results.json`, `results.md` and the plot."""
     table = markdown_table(results["summary"], settings, results["teacher_top1"])
@@ -655,11 +627,16 @@ def write_results(results: dict, settings: BenchSettings, output_dir: Path, log)
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["budget"]:  # its own options: `python -m gendd_hf.bench.budget --help`
+        from .budget import main as budget_main
+
+        return budget_main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "command",
         choices=["demo", "bench", "budget"],
-        help="budget: kd, dkd and the full GenDD recipe at 1x, 2x and 4x the steps",
+        help="budget: the budget curve (gendd_hf.bench.budget; `budget --help` lists its options)",
     )
     parser.add_argument("--quick", action="store_true", help="a small smoke run (under 3 minutes)")
     parser.add_argument("--output_dir", default=None, help="default: results/fashion_mnist (demo: outputs/demo)")
@@ -673,11 +650,7 @@ def main(argv=None):
         settings = replace(settings, **QUICK)
     if args.seeds:
         settings = replace(settings, seeds=tuple(args.seeds))
-    default_dir = {"demo": "outputs/demo" + ("-quick" * args.quick), "budget": "results/fashion_mnist_budget"}.get(
-        args.command, "results/fashion_mnist"
-    )
-    if args.command == "budget":
-        return run_budget(settings, Path(args.output_dir or default_dir), Path(args.cache_dir))
+    default_dir = {"demo": "outputs/demo" + ("-quick" * args.quick)}.get(args.command, "results/fashion_mnist")
     return run(args.command, settings, Path(args.output_dir or default_dir), Path(args.cache_dir))
 
 

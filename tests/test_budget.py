@@ -1,0 +1,168 @@
+"""The budget curve (gendd_hf.bench.budget): its plan and order, the teacher's augmentation, the paired report, and a
+run that is killed and started again without redoing its finished runs."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from gendd_hf.bench import budget
+from gendd_hf.bench.budget import BudgetRun, BudgetSettings, append_record, build_report, plan_runs, restrict
+from gendd_hf.bench.fashion_mnist import MEAN, STD, CropFlip
+from recipe_helpers import ROOT, recipe_env
+
+
+def test_plan_puts_every_first_seed_point_before_the_extra_seeds():
+    runs = plan_runs(BudgetSettings())
+    # 5 budgets x 3 methods, 2 settings x 3 budgets x 2 no-label methods, 2 more seeds x 3 budgets x 2 methods.
+    assert len(runs) == 15 + 12 + 12 == len(set(runs))
+    assert runs[:3] == [BudgetRun("fashion_mnist", m, 1, 0) for m in ("kd", "dkd", "gendd_full")]
+    assert runs[12:15] == [BudgetRun("fashion_mnist", m, 16, 0) for m in ("kd", "dkd", "gendd_full")]
+    assert {run.method for run in runs[15:27]} == {"gendd_unsup", "kl_unsup"}
+    assert {run.setting for run in runs[15:27]} == {"fashion_mnist", "digits_nontarget"}
+    assert all(run.seed == 0 for run in runs[:27]) and {run.seed for run in runs[27:]} == {1, 2}
+    assert {(run.method, run.multiplier) for run in runs[27:]} == {
+        (m, x) for m in ("kd", "gendd_full") for x in (4, 8, 16)
+    }
+    only = restrict(runs, multiplier=[16], method=["kd"], setting=None, seed=None)
+    assert only == [BudgetRun("fashion_mnist", "kd", 16, seed) for seed in (0, 1, 2)]
+
+
+def test_crop_flip_crops_the_padded_image_and_flips_some():
+    image = torch.arange(4.0).reshape(1, 1, 2, 2)  # [[0, 1], [2, 3]]
+    black = -MEAN / STD
+    padded = torch.full((4, 4), black)
+    padded[1:3, 1:3] = image[0, 0]
+    # Every 2x2 window of the 1-pixel padded image (3 x 3 offsets), as it is or flipped left-right.
+    windows = [padded[i : i + 2, j : j + 2] for i in range(3) for j in range(3)]
+    allowed = windows + [w.flip(-1) for w in windows]
+    torch.manual_seed(0)
+    seen = set()
+    for _ in range(200):
+        batch = CropFlip(padding=1)([{"pixel_values": image[0], "labels": torch.tensor(3)}])
+        assert batch["labels"].tolist() == [3]
+        crop = batch["pixel_values"][0, 0]
+        index = next(k for k, w in enumerate(allowed) if torch.equal(crop, w))
+        seen.add(index)
+    assert seen == set(range(18))  # all 9 offsets, each with and without the flip
+
+
+def _record(method, multiplier, seed, steps, **scores):
+    run = BudgetRun("fashion_mnist", method, multiplier, seed)
+    return {
+        "run": run.__dict__,
+        "fingerprint": f"{method}{multiplier}{seed}",
+        "steps": steps,
+        "train_seconds": 10.0 * steps,
+        **scores,
+    }
+
+
+def test_report_pairs_the_same_images_and_states_the_budget_from_which_gendd_is_ahead(tmp_path):
+    settings = BudgetSettings(sampled_eval_size=4, bootstrap_resamples=2000)
+    # 1x: on the first 4 images GenDD's sampled path is right on all, KD on images 0 and 2: +50 points, but the paired
+    # differences (0, 1, 0, 1) give a resample of mean 0 with probability 1/16 > 2.5%: the interval reaches 0, "level".
+    # 2x: KD wrong on all four, GenDD right: +100 points, interval [1, 1], "ahead".
+    kd_1x, kd_2x = [1, 0, 1, 0, 1, 1, 1, 1], [0, 0, 0, 0, 1, 1, 1, 1]
+    gendd_probe = [1, 1, 0, 0, 0, 0, 0, 0]
+    for multiplier, kd in ((1, kd_1x), (2, kd_2x)):
+        append_record(
+            tmp_path,
+            _record("kd", multiplier, 0, 100 * multiplier, probe_top1=np.mean(kd)),
+            {"probe_correct": np.array(kd)},
+        )
+        append_record(
+            tmp_path,
+            _record("gendd_full", multiplier, 0, 100 * multiplier, probe_top1=0.25, sampled_top1=1.0),
+            {"probe_correct": np.array(gendd_probe), "sampled_correct": np.ones(4)},
+        )
+    records = list(budget.load_finished(tmp_path).values())
+    report = build_report(records, tmp_path, settings, base_steps=100)
+    headline = {p["multiplier"]: p for p in report["paired"] if p["comparison"] == "gendd_full sampled - kd"}
+    assert headline[1]["difference"]["mean"] == pytest.approx(0.5) and headline[1]["verdict"] == "level"
+    assert headline[1]["per_seed"][0]["low"] == 0.0 and headline[1]["per_seed"][0]["images"] == 4
+    assert headline[2]["difference"]["mean"] == pytest.approx(1.0) and headline[2]["verdict"] == "ahead"
+    assert report["answer"]["fashion_mnist: gendd_full sampled - kd"].startswith("ahead from 2x (200 steps)")
+    # The sampled path minus its own probe on the same 4 images: 1 - 0.5.
+    gap = [p for p in report["paired"] if p["comparison"] == "gendd_full sampled - probe"]
+    assert [p["difference"]["mean"] for p in gap] == pytest.approx([0.5, 0.5])
+    # Probe against probe on all 8 images: (2 - 6) / 8 at 1x.
+    probes = {p["multiplier"]: p for p in report["paired"] if p["comparison"] == "gendd_full probe - kd"}
+    assert probes[1]["difference"]["mean"] == pytest.approx(-0.5) and probes[1]["per_seed"][0]["images"] == 8
+    assert report["train_seconds_total"] == pytest.approx(10.0 * (100 + 100 + 200 + 200))
+    point = next(p for p in report["points"] if (p["method"], p["multiplier"]) == ("kd", 1))
+    assert point["probe_top1"] == {"mean": 0.75, "std": None, "seeds": 1}
+
+
+def _budget_command(tmp_path):
+    return [
+        sys.executable,
+        "-m",
+        "gendd_hf.bench.fashion_mnist",
+        "budget",
+        "--quick",
+        "--teacher_name",
+        "test_resnet",
+        "--teacher_epochs",
+        "0.25",
+        "--methods",
+        "kd",
+        "dkd",
+        "--multipliers",
+        "1",
+        "--seeds",
+        "0",
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--cache_dir",
+        str(tmp_path / "cache"),
+        "--calibration_size",
+        "128",
+        "--sampled_eval_size",
+        "20",
+        "--set",
+        "train_size=640",
+        "test_size=200",
+        "epochs=0.2",
+        "token_dim=32",
+    ]
+
+
+@pytest.mark.slow
+def test_a_killed_budget_run_continues_without_redoing_finished_runs(tmp_path):
+    env = recipe_env(tmp_path)
+    log = open(tmp_path / "first.log", "w")
+    process = subprocess.Popen(_budget_command(tmp_path), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    results = tmp_path / "out" / "runs.jsonl"
+    deadline = time.monotonic() + 240
+    while not (results.exists() and results.read_text().endswith("\n")) and process.poll() is None:
+        assert time.monotonic() < deadline, "no run finished in time"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    log.close()
+    first_lines = results.read_text().splitlines()
+    assert process.returncode == -signal.SIGKILL and 1 <= len(first_lines) <= 2
+    first_log = (tmp_path / "first.log").read_text()
+    assert "budget: 0 of 2 runs finished already" in first_log and "budget.json" not in first_log
+
+    second = subprocess.run(_budget_command(tmp_path), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    output = second.stdout + second.stderr
+    done = [BudgetRun(**json.loads(line)["run"]).name for line in first_lines]
+    assert f"budget: {len(first_lines)} of 2 runs finished already" in output
+    assert all(f"run 1/{2 - len(first_lines)}: {name}" not in output for name in done)  # not trained again
+    lines = results.read_text().splitlines()
+    assert lines[: len(first_lines)] == first_lines and len(lines) == 2  # kept as they were; nothing twice
+    assert "budget: 4/4 step (100%)" in output  # the progress line counts the finished runs' steps as done
+    report = json.loads((tmp_path / "out" / "budget.json").read_text())
+    assert {(p["method"], p["multiplier"]) for p in report["points"]} == {("kd", 1), ("dkd", 1)}
+    assert {c["method"] for c in report["calibration"]} == {"kd", "dkd"}
+    assert report["teacher"]["augmentation"].startswith("random crop") and report["teacher"]["curve"]
+    per_image = sorted(p.name for p in (tmp_path / "out" / "per_image").iterdir())
+    assert len(per_image) == 2 and all(name.endswith(".safetensors") for name in per_image)
