@@ -88,7 +88,7 @@ def train_teacher(args: RecipeArguments, training_args: GenDDTrainingArguments) 
     save it as a timm classifier in `training_args.output_dir`; returns the trainer."""
     check_cross_entropy_args(training_args)  # before the data loads
     # ---- data
-    train, evaluation = load_recipe_datasets(args, training_args.data_seed or training_args.seed)
+    train, evaluation = load_recipe_datasets(args, training_args)
     names = class_names(args, train)
     compute_metrics = recipe_metrics(args, train, evaluation, len(names), training_args.inference_paths)
     timm_kwargs = {key: value for key, value in args.teacher_timm_kwargs.items() if key != "num_classes"}

@@ -38,13 +38,40 @@ class SaveWeightsOfEachProcess(TrainerCallback):
 
 run_recipe(*parse_recipe_args(sys.argv[1:]), callbacks=[SaveWeightsOfEachProcess()])
 """
+# Records when each process read each split of the recipe's datasets and what the datasets cache held then, and stops
+# the run after the data.
+LOAD_DRIVER = """
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from gendd_hf.cli import parse_recipe_args, run, run_recipe
+
+cache = Path(os.environ["HF_DATASETS_CACHE"])
+load = run.load_split
+records = []
+
+
+def recorded_load(*args, **kwargs):
+    before, start = len(list(cache.rglob("*.arrow"))), time.time()
+    dataset = load(*args, **kwargs)
+    records.append({"start": start, "end": time.time(), "before": before, "after": len(list(cache.rglob("*.arrow")))})
+    (cache.parent / f"load{os.environ['RANK']}.json").write_text(json.dumps(records))
+    return dataset
+
+
+run.load_split = recorded_load
+run.load_teacher = lambda args: sys.exit(0)  # the data is all this driver is for
+run_recipe(*parse_recipe_args(sys.argv[1:]))
+"""
 # 1e-4 is a tenth of one AdamW step at lr 1e-3; a different batch or data order moves weights by whole steps.
 TOLERANCE = 1e-4
 
 
-def run_two_processes(tmp_path: Path, args: list[str]) -> None:
-    """`DRIVER` (the recipe) with `args` on two processes: `accelerate launch` with the recipes' multi-GPU config."""
-    (tmp_path / "driver.py").write_text(DRIVER)
+def run_two_processes(tmp_path: Path, args: list[str], driver: str = DRIVER) -> None:
+    """`driver` (the recipe) with `args` on two processes: `accelerate launch` with the recipes' multi-GPU config."""
+    (tmp_path / "driver.py").write_text(driver)
     launch = [
         str(Path(sys.executable).parent / "accelerate"),
         "launch",
@@ -173,3 +200,27 @@ def test_two_processes_without_use_cpu_train_as_one_run(tmp_path):
     assert all(torch.equal(first[name], second[name]) for name in first)
     saved = load_file(out / "model.safetensors")
     assert all(torch.equal(saved[name], first[name]) for name in saved)
+
+
+@pytest.mark.slow
+def test_one_process_prepares_the_datasets_while_the_other_waits(tmp_path):
+    """Under `accelerate launch` with 2 processes, process 0 loads both splits (prepares: converts the imagefolder
+    into the datasets cache) alone; process 1 starts loading once it has finished, finds the prepared cache and adds
+    nothing to it (8 GPUs would otherwise download and prepare ImageNet eight times at once)."""
+    data = write_recipe_data(tmp_path / "data")
+    args = [
+        "--dataset_name",
+        str(data["imagefolder"]),
+        *teacher_args(data),
+        *TINY,
+        *QUIET,
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--use_cpu",
+    ]
+    run_two_processes(tmp_path, args, driver=LOAD_DRIVER)
+    first, second = (json.loads((tmp_path / f"load{rank}.json").read_text()) for rank in (0, 1))
+    assert len(first) == len(second) == 2  # train and validation splits
+    assert first[0]["before"] == 0 < first[-1]["after"], first  # process 0 prepared them
+    assert second[0]["start"] >= first[-1]["end"], (first, second)  # process 1 waited for it
+    assert {record["before"] for record in second} == {record["after"] for record in second} == {first[-1]["after"]}

@@ -29,27 +29,37 @@ from .arguments import MIN_IMAGE_SIZE, EvaluateArguments, RecipeArguments, parse
 from .output_lock import OutputDirLock
 
 
-def load_recipe_datasets(args: RecipeArguments, seed: int) -> tuple[Dataset | IterableDataset, Dataset | None]:
-    """The training set (streamed and shuffled in a buffer with `--streaming`) and the evaluation set, if any."""
-    train = load_split(
-        args.dataset_name,
-        args.train_split,
-        args.dataset_config,
-        args.streaming,
-        args.image_column,
-        args.label_column,
-        args.max_train_samples,
-    )
+def load_recipe_datasets(
+    args: RecipeArguments, training_args: GenDDTrainingArguments
+) -> tuple[Dataset | IterableDataset, Dataset | None]:
+    """The training set (streamed and shuffled in a buffer with `--streaming`) and the evaluation set, if any.
+
+    One process loads them (downloads and prepares the `datasets` cache) while the others wait, then they read its
+    cache: the main process of the run, or of each node when the nodes share no file system (`save_on_each_node`).
+    """
+    with training_args.main_process_first(local=training_args.save_on_each_node, desc="loading the datasets"):
+        train = load_split(
+            args.dataset_name,
+            args.train_split,
+            args.dataset_config,
+            args.streaming,
+            args.image_column,
+            args.label_column,
+            args.max_train_samples,
+        )
+        evaluation = None
+        if args.eval_split:
+            name, config, image_column, label_column = (
+                (args.eval_dataset_name, args.eval_dataset_config, args.eval_image_column, args.eval_label_column)
+                if args.eval_dataset_name
+                else (args.dataset_name, args.dataset_config, args.image_column, args.label_column)
+            )
+            evaluation = load_split(
+                name, args.eval_split, config, False, image_column, label_column, args.max_eval_samples
+            )
     if args.streaming and not args.teacher_outputs:  # stored teacher outputs shuffle themselves, with the images
+        seed = training_args.data_seed or training_args.seed
         train = train.shuffle(seed=seed, buffer_size=args.shuffle_buffer_size)
-    if not args.eval_split:
-        return train, None
-    if args.eval_dataset_name:
-        source = (args.eval_dataset_name, args.eval_dataset_config, args.eval_image_column, args.eval_label_column)
-    else:
-        source = (args.dataset_name, args.dataset_config, args.image_column, args.label_column)
-    name, config, image_column, label_column = source
-    evaluation = load_split(name, args.eval_split, config, False, image_column, label_column, args.max_eval_samples)
     return train, evaluation
 
 
@@ -232,10 +242,7 @@ def _run_recipe(
     set_seed(training_args.seed)
     data_seed = training_args.data_seed or training_args.seed
     # ---- data, teacher, model
-    # One process downloads and prepares the datasets while the others wait, then read its cache: the main process of
-    # the run, or of each node when the nodes share no file system (`save_on_each_node`).
-    if True:
-        train, evaluation = load_recipe_datasets(args, data_seed)
+    train, evaluation = load_recipe_datasets(args, training_args)
     teacher = load_teacher(args)
     data_config = teacher.data_config(args.image_size)
     check_recipe_inputs(args, training_args, teacher, data_config, train, evaluation)
