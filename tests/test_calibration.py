@@ -1,12 +1,18 @@
-"""Temperature scaling (gendd_hf.calibration): the fit on logits, the per-sample logits of the sampled path."""
+"""Temperature scaling (gendd_hf.calibration): the fit on logits, the per-sample logits of the sampled path, and the
+temperatures a model saves, loads, applies in `forward` and the pipeline, and states on its card."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
+from transformers import pipeline
 
-from gendd_hf.calibration import fit_temperature, path_logits_of_images
-from helpers import tiny_model
+from gendd_hf import GenDDConfig, GenDDForImageClassification
+from gendd_hf.calibration import calibrate_model, fit_temperature, path_logits_of_images
+from gendd_hf.model_card import ModelCardInfo, render_model_card
+from helpers import tiny_config, tiny_model
 
 
 def test_fit_temperature_by_hand():
@@ -34,3 +40,58 @@ def test_sample_logits_average_to_the_sampled_path():
     assert not torch.allclose(sample_logits[:, 0], sample_logits[:, 1])  # the samples differ
     with pytest.raises(ValueError, match="sampled"):
         path_logits_of_images(model, pixels, "probe", return_sample_logits=True)
+
+
+DATA_CONFIG = {"input_size": (1, 28, 28), "mean": (0.5,), "std": (0.5,), "crop_pct": 1.0, "interpolation": "bilinear"}
+
+
+def _fox_probe_model():
+    model = tiny_model(inference_path="probe", pretrained_cfg=DATA_CONFIG)
+    with torch.no_grad():  # the probe prefers "fox" whatever the image: logits (0, 1, 3)
+        model.probe.weight.zero_()
+        model.probe.bias.copy_(torch.tensor([0.0, 1.0, 3.0]))
+    return model
+
+
+def test_calibrate_model_stores_the_fitted_temperature_and_forward_applies_it():
+    model = _fox_probe_model()
+    pixels = torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(2))
+    # Logits (0, 1, 3) on every image, labels fox, fox, dog, cat: the fit is the T of fit_temperature on them.
+    labels = torch.tensor([2, 2, 1, 0])
+    temperature = calibrate_model(model, pixels, labels, "probe")
+    assert temperature == pytest.approx(fit_temperature(torch.tensor([[0.0, 1.0, 3.0]] * 4), labels), rel=1e-6)
+    assert model.config.temperatures == {"probe": temperature} and temperature > 1.0
+    with torch.no_grad():
+        output = model.eval()(pixels)
+    assert torch.allclose(output.logits, torch.tensor([0.0, 1.0, 3.0]) / temperature)
+    assert torch.allclose(output.probe_logits, torch.tensor([0.0, 1.0, 3.0]))  # the raw probe logits stay
+    assert model.temperature("sampled") == 1.0  # not fitted: no change
+
+
+def test_a_saved_temperature_survives_from_pretrained_and_changes_the_pipeline_scores(tmp_path):
+    model = _fox_probe_model()
+    image = Image.fromarray((np.random.default_rng(0).random((40, 30)) * 255).astype("uint8"), mode="L")
+    model.save_pretrained(tmp_path / "plain")
+    model.config.temperatures = {"probe": 2.0}
+    model.save_pretrained(tmp_path / "tempered")
+    loaded = GenDDForImageClassification.from_pretrained(tmp_path / "tempered")
+    assert loaded.config.temperatures == {"probe": 2.0} and loaded.temperature() == 2.0
+    assert GenDDForImageClassification.from_pretrained(tmp_path / "plain").temperature() == 1.0
+    plain = pipeline("image-classification", model=str(tmp_path / "plain"))(image)
+    tempered = pipeline("image-classification", model=str(tmp_path / "tempered"))(image)
+    assert [p["label"] for p in tempered] == [p["label"] for p in plain] == ["fox", "dog", "cat"]
+    assert plain[0]["score"] == pytest.approx(torch.tensor([0.0, 1.0, 3.0]).softmax(-1)[2].item(), rel=1e-5)
+    assert tempered[0]["score"] == pytest.approx(torch.tensor([0.0, 0.5, 1.5]).softmax(-1)[2].item(), rel=1e-5)
+
+
+def test_temperatures_are_checked_and_stated_on_the_card():
+    with pytest.raises(ValueError, match="temperatures"):
+        GenDDConfig(**{**tiny_config().to_dict(), "temperatures": {"probe": 0.0}})
+    with pytest.raises(ValueError, match="temperatures"):
+        tiny_config(temperatures={"teacher": 1.5})
+    model = tiny_model(temperatures={"probe": 1.25, "sampled": 0.4})
+    info = ModelCardInfo.from_model(model, model_name="m", teacher="t", dataset="d")
+    card = render_model_card(info)
+    assert "divided by its temperature\n(probe 1.250, sampled 0.400;" in card
+    untempered = render_model_card(ModelCardInfo.from_model(tiny_model(), model_name="m", teacher="t", dataset="d"))
+    assert "No temperature was fitted" in untempered and "No temperature was fitted" not in card

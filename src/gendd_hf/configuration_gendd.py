@@ -192,6 +192,11 @@ class GenDDConfig(PretrainedConfig):
             `crop_pct`, `crop_mode`). It makes `config.json` also the config of transformers'
             `TimmWrapperImageProcessor`, so `AutoImageProcessor` and `pipeline("image-classification")` preprocess
             exactly as the evaluation did. Filled from the student's timm defaults when not given.
+        temperatures (`dict`, *optional*):
+            Temperature of each inference path, `{"probe": T, "sampled": T}`, fitted after training on held-out images
+            (`gendd_hf.calibration.calibrate_model`): `forward` divides that path's logits by it in eval mode, so that
+            their softmax (the scores of `pipeline("image-classification")`) is a calibrated probability; the top-1
+            never changes. A path without one has 1.0 (models saved before temperatures existed).
 
     How the model samples (sampler, steps, guidance, samples, seed) is the model's `sampling_config`
     ([`GenDDSamplingConfig`], saved as `sampling_config.json`), not part of this config.
@@ -216,6 +221,7 @@ class GenDDConfig(PretrainedConfig):
         diffusion_batch_mul: int = 10,
         inference_path: str = "sampled",
         pretrained_cfg: dict | None = None,
+        temperatures: dict | None = None,
         **kwargs,
     ):
         self.student_name = student_name
@@ -234,6 +240,7 @@ class GenDDConfig(PretrainedConfig):
         self.inference_path = inference_path
         # As JSON holds it (lists, not tuples), so that a saved config loads back equal.
         self.pretrained_cfg = None if pretrained_cfg is None else json.loads(json.dumps(dict(pretrained_cfg)))
+        self.temperatures = dict(temperatures or {})
         # AutoImageProcessor reads the processor class from config.json, beside `pretrained_cfg`.
         kwargs.setdefault("image_processor_type", "TimmWrapperImageProcessor")
         super().__init__(**kwargs)
@@ -300,6 +307,14 @@ class GenDDConfig(PretrainedConfig):
         check("contraction", 0.0 <= self.contraction <= 1.0, "lambda must lie in [0, 1] (0.9 in the paper)")
         check("cond_drop_prob", 0.0 <= self.cond_drop_prob < 1.0, "use a probability in [0, 1)")
         check("feature_mixup_beta", self.feature_mixup_beta >= 0.0, "use a value >= 0 (0 disables feature mixup)")
+        check(
+            "temperatures",
+            all(
+                path in INFERENCE_PATHS and isinstance(t, (int, float)) and t > 0
+                for path, t in self.temperatures.items()
+            ),
+            f"give a positive temperature per inference path, keys from {list(INFERENCE_PATHS)}",
+        )
         check(
             "pretrained_cfg",
             self.pretrained_cfg is None or "input_size" in self.pretrained_cfg,

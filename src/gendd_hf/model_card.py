@@ -122,6 +122,8 @@ class ModelCardInfo:
             `gendd_hf.bench.fast_sampling.evaluate_settings` returns them (`setting`, `head_evaluations_per_image`,
             `top1` in %, `images_per_second`).
         inference_costs_note (`str`, *optional*): where and how `inference_costs` were measured.
+        temperatures (`dict`, *optional*): the temperature of each inference path (`config.temperatures`), which
+            `forward` and the pipeline divide its logits by; `None` or empty: none fitted (1.0).
     """
 
     model_name: str
@@ -159,6 +161,7 @@ class ModelCardInfo:
     notes: str | None = None
     inference_costs: list[dict] | None = None
     inference_costs_note: str | None = None
+    temperatures: dict[str, float] | None = None
 
     def __post_init__(self):
         for field in ("model_name", "teacher", "student", "dataset"):
@@ -198,6 +201,7 @@ class ModelCardInfo:
             "num_samples": sampling.num_samples,
             "seed": sampling.seed,
             "inference_path": config.inference_path,
+            "temperatures": dict(config.temperatures) or None,
         }
         return cls(**{**from_model, **fields})
 

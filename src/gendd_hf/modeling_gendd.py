@@ -44,7 +44,8 @@ class GenDDImageClassifierOutput(ModelOutput):
         probe_loss (`torch.FloatTensor` of shape `()`, *optional*):
             Cross-entropy of the linear probe on the detached student feature.
         logits (`torch.FloatTensor` of shape `(B, num_labels)`):
-            In eval mode, the chosen inference path's logits; in training, the probe's.
+            In eval mode, the chosen inference path's logits divided by its temperature (`config.temperatures`,
+            1.0 unless fitted); in training, the probe's.
         probe_logits (`torch.FloatTensor` of shape `(B, num_labels)`):
             The linear probe's logits.
         student_features (`torch.FloatTensor` of shape `(B, d_s)`):
@@ -323,6 +324,11 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
         raise ValueError(
             f"Unknown inference_path {path!r}; choose 'sampled' or 'probe' ('projection' after add_feature_projection)."
         )
+
+    def temperature(self, inference_path: str | None = None) -> float:
+        """The temperature that `forward` divides the logits of `inference_path` (default `config.inference_path`) by
+        in eval mode: `config.temperatures[path]`, fitted by `gendd_hf.calibration.calibrate_model`, else 1.0."""
+        return float(self.config.temperatures.get(inference_path or self.config.inference_path, 1.0))
 
     def add_feature_projection(self) -> nn.Linear:
         """Add (once) and return `feature_projection`, the linear map `d_s -> d_t` of GenDD's stage 1.
@@ -637,6 +643,8 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
         path = inference_path or self.config.inference_path
         if not self.training and path != "probe":
             logits = self.path_logits(student_features, path, generator=generator, pixel_values=pixel_values)
+        if not self.training:
+            logits = logits / self.temperature(path)
 
         output = GenDDImageClassifierOutput(
             loss=loss,
