@@ -32,10 +32,10 @@ def test_fit_temperature_recovers_the_temperature_that_drew_the_labels():
 def test_sample_logits_average_to_the_sampled_path():
     model = tiny_model().eval()
     pixels = torch.randn(5, 1, 16, 16, generator=torch.Generator().manual_seed(1))
-    logits, sample_logits = path_logits_of_images(model, pixels, "sampled", return_sample_logits=True)
+    logits, sample_logits = path_logits_of_images(model, pixels, "sampled", batch_size=2, return_sample_logits=True)
     assert sample_logits.shape == (5, model.sampling_config.num_samples, 3)
     with torch.no_grad():
-        expected = model.path_logits(model.extract_features(pixels), "sampled")
+        expected = model(pixels, inference_path="sampled").logits  # as forward (and the pipeline) samples
     assert torch.allclose(logits, expected, rtol=1e-4) and torch.allclose(sample_logits.mean(1), logits, rtol=1e-4)
     assert not torch.allclose(sample_logits[:, 0], sample_logits[:, 1])  # the samples differ
     with pytest.raises(ValueError, match="sampled"):

@@ -49,7 +49,8 @@ def path_logits_of_images(
     **sampling,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Raw (untempered) logits `(N, C)` of one inference path over images, in batches, in eval mode
-    (`model.path_logits`; `sampling` as for it, e.g. `seed`). With `return_sample_logits` (sampled path only), also
+    (`model.path_logits`, each image's sampling noise seeded from its pixels as in `forward`; `sampling` as for it,
+    e.g. `seed`). With `return_sample_logits` (sampled path only), also
     the teacher classifier's logits of each feature sample, `(N, num_samples, C)`: the path's logits are their mean
     (the classifier is linear), so they come at no extra cost."""
     if return_sample_logits and path != "sampled":
@@ -61,11 +62,11 @@ def path_logits_of_images(
             batch = pixel_values[i : i + batch_size]
             features = model.extract_features(batch)
             if return_sample_logits:
-                samples = model.sample_features(features, return_samples=True, **sampling)
+                samples = model.sample_features(features, return_samples=True, pixel_values=batch, **sampling)
                 logits.append(model.classify_features(samples.mean(dim=1)))
                 sample_logits.append(model.classify_features(samples))
             else:
-                logits.append(model.path_logits(features, path, **sampling))
+                logits.append(model.path_logits(features, path, pixel_values=batch, **sampling))
             progress.update(len(batch))
     if return_sample_logits:
         return torch.cat(logits), torch.cat(sample_logits)
