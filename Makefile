@@ -7,7 +7,7 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 # The CPU/CI pins for this machine; pyproject.toml keeps loose ranges for users.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install data test lint format demo demo-quick bench bench-budget clean
+.PHONY: install data test lint format demo demo-quick bench bench-budget bench-budget-teacher clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ bench: install data
 
 bench-budget: install data
 	$(PY) -m gendd_hf.bench.fashion_mnist budget
+
+# The budget curve's teacher alone (cached; its test top-1 per epoch in results/fashion_mnist_budget/teacher.json).
+bench-budget-teacher: install data
+	$(PY) -m gendd_hf.bench.budget --teacher_only
 
 clean:
 	rm -rf $(VENV) outputs cache
