@@ -10,7 +10,8 @@ from PIL import Image
 from transformers import pipeline
 
 from gendd_hf import GenDDConfig, GenDDForImageClassification
-from gendd_hf.calibration import calibrate_model, fit_temperature, path_logits_of_images
+from gendd_hf.calibration import calibrate_model, fit_temperature, main, path_logits_of_images
+from gendd_hf.data import build_transforms, load_fashion_mnist
 from gendd_hf.model_card import ModelCardInfo, render_model_card
 from helpers import tiny_config, tiny_model
 
@@ -58,7 +59,8 @@ def test_calibrate_model_stores_the_fitted_temperature_and_forward_applies_it():
     pixels = torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(2))
     # Logits (0, 1, 3) on every image, labels fox, fox, dog, cat: the fit is the T of fit_temperature on them.
     labels = torch.tensor([2, 2, 1, 0])
-    temperature = calibrate_model(model, pixels, labels, "probe")
+    fitted = calibrate_model(model, [(pixels[:3], labels[:3]), (pixels[3:], labels[3:])], ["probe"])
+    temperature = fitted["probe"]
     assert temperature == pytest.approx(fit_temperature(torch.tensor([[0.0, 1.0, 3.0]] * 4), labels), rel=1e-6)
     assert model.config.temperatures == {"probe": temperature} and temperature > 1.0
     with torch.no_grad():
@@ -95,3 +97,22 @@ def test_temperatures_are_checked_and_stated_on_the_card():
     assert "divided by its temperature\n(probe 1.250, sampled 0.400;" in card
     untempered = render_model_card(ModelCardInfo.from_model(tiny_model(), model_name="m", teacher="t", dataset="d"))
     assert "No temperature was fitted" in untempered and "No temperature was fitted" not in card
+
+
+def test_the_command_line_saves_the_temperatures_fitted_on_a_held_out_split(tmp_path):
+    torch.manual_seed(0)
+    model = GenDDForImageClassification(tiny_config(id2label=dict(enumerate("abcdefghij")), pretrained_cfg=DATA_CONFIG))
+    model.set_teacher_classifier(torch.randn(10, 32), torch.randn(10))
+    model.sampling_config = model.sampling_config.update(num_inference_steps=8, num_samples=2)
+    model.save_pretrained(tmp_path / "model")
+    fitted = main([str(tmp_path / "model"), "--dataset_name", "fashion_mnist", "--split", "test", "--num_images", "40"])
+    rows = load_fashion_mnist()["test"].select(range(40))
+    transform = build_transforms(DATA_CONFIG, is_training=False)
+    pixels, labels = torch.stack([transform(image) for image in rows["image"]]), torch.tensor(rows["label"])
+    loaded = GenDDForImageClassification.from_pretrained(tmp_path / "model")
+    assert set(loaded.config.temperatures) == {"probe", "sampled"} and loaded.config.temperatures == pytest.approx(
+        fitted
+    )
+    for path in ("probe", "sampled"):
+        expected = fit_temperature(path_logits_of_images(loaded, pixels, path), labels)
+        assert fitted[path] == pytest.approx(expected, rel=1e-4)

@@ -1,14 +1,21 @@
 """Temperature scaling (Guo et al., 2017): one scalar per inference path, fitted after training on held-out labelled
 images, that divides the path's logits so that their softmax means a probability. It never changes a top-1.
 
-`fit_temperature` fits it on logits; `calibrate_model` runs a path of a [`GenDDForImageClassification`] over held-out
-images, fits its temperature and stores it in `config.temperatures`, which `save_pretrained` saves, `forward` applies in
-eval mode and `pipeline("image-classification")` therefore reports.
+`fit_temperature` fits it on logits; `calibrate_model` runs the paths of a [`GenDDForImageClassification`] over held-out
+images, fits their temperatures and stores them in `config.temperatures`, which `save_pretrained` saves, `forward`
+applies in eval mode and `pipeline("image-classification")` therefore reports. From the command line, on a saved model:
+
+    python -m gendd_hf.calibration outputs/my-model --dataset_name path/to/held-out-imagefolder --split validation
 """
+
+import argparse
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 
+from .configuration_gendd import INFERENCE_PATHS
+from .data import build_transforms, load_eval_dataset
 from .modeling_gendd import GenDDForImageClassification
 from .progress import progress_bar
 
@@ -74,14 +81,70 @@ def path_logits_of_images(
 
 
 def calibrate_model(
-    model: GenDDForImageClassification, pixel_values: torch.Tensor, labels: torch.Tensor, path: str, **sampling
-) -> float:
-    """Fit the temperature of inference path `path` (`"probe"` or `"sampled"`) on held-out images and store it in
-    `model.config.temperatures[path]`; returns it. Use images the model was not trained on (e.g. a split held out of
-    the training set): on its own training images a model looks more certain than it is."""
-    temperature = fit_temperature(path_logits_of_images(model, pixel_values, path, **sampling), labels)
-    model.config.temperatures = {**(model.config.temperatures or {}), path: temperature}
-    return temperature
+    model: GenDDForImageClassification,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    paths: Sequence[str] = ("probe", "sampled"),
+    **sampling,
+) -> dict[str, float]:
+    """Fit the temperature of each inference path of `paths` on held-out images and store it in
+    `model.config.temperatures` (saved by `save_pretrained`, applied by `forward`); returns them.
+
+    Args:
+        model ([`GenDDForImageClassification`]): the trained model.
+        batches (iterable of `(pixel_values, labels)`): held-out labelled images, as the model's evaluation transform
+            gives them. Use images the model was not trained on (e.g. a split held out of the training set): on its
+            own training images a model looks more certain than it is.
+        paths (`Sequence[str]`, defaults to both): `"probe"` and/or `"sampled"`.
+        sampling: per-call sampling settings of the sampled path (as for `path_logits`), e.g. `seed`.
+    """
+    logits, labels = {path: [] for path in paths}, []
+    for pixel_values, batch_labels in batches:
+        labels.append(torch.as_tensor(batch_labels))
+        for path in paths:
+            logits[path].append(path_logits_of_images(model, pixel_values, path, **sampling))
+    fitted = {path: fit_temperature(torch.cat(logits[path]), torch.cat(labels)) for path in paths}
+    model.config.temperatures = {**model.config.temperatures, **fitted}
+    return fitted
+
+
+def main(argv=None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(
+        prog="python -m gendd_hf.calibration",
+        description="Fit the temperature of each inference path of a saved GenDD model on held-out labelled images "
+        "and save the model with it (config.json, `temperatures`).",
+    )
+    parser.add_argument("model", help="a GenDD model folder (save_pretrained, a training run's output_dir)")
+    parser.add_argument(
+        "--dataset_name",
+        required=True,
+        help="held-out labelled images: 'fashion_mnist', or what load_image_dataset reads (Hub id, imagefolder...)",
+    )
+    parser.add_argument("--split", default="validation", help="a split the model was not trained on")
+    parser.add_argument("--num_images", type=int, default=None, help="its first N images (default: all)")
+    parser.add_argument("--paths", nargs="+", default=list(INFERENCE_PATHS), choices=INFERENCE_PATHS)
+    parser.add_argument("--batch_size", type=int, default=256)
+    parser.add_argument("--output_dir", default=None, help="where to save the calibrated model (default: in place)")
+    args = parser.parse_args(argv)
+
+    model = GenDDForImageClassification.from_pretrained(args.model)
+    rows = load_eval_dataset(args.dataset_name, args.split, args.num_images)
+    transform = build_transforms(model.config.pretrained_cfg, is_training=False)
+
+    def batches():
+        for start in range(0, len(rows), args.batch_size):
+            chunk = rows[start : start + args.batch_size]
+            yield torch.stack([transform(image) for image in chunk["image"]]), torch.tensor(chunk["label"])
+
+    fitted = calibrate_model(model, batches(), args.paths)
+    model.save_pretrained(args.output_dir or args.model)
+    for path, temperature in fitted.items():
+        print(f"{path}: temperature {temperature:.4f}")
+    print(f"saved to {args.output_dir or args.model} (config.json: temperatures)")
+    return fitted
 
 
 __all__ = ["calibrate_model", "fit_temperature", "path_logits_of_images"]
+
+
+if __name__ == "__main__":
+    main()
