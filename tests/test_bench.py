@@ -87,3 +87,27 @@ def test_parity_batches_are_whole_epochs_in_a_seeded_order():
     assert sorted(order[:100].tolist()) == list(range(100))  # the first epoch is a permutation
     assert torch.equal(order, parity.batch_order(100, settings, seed=3))
     assert not torch.equal(order, parity.batch_order(100, settings, seed=4))
+
+
+def test_the_table_has_no_spread_for_one_seed_and_no_empty_column():
+    """The demo's single seed: values without "± 0.00", and no many / medium / few columns without a long-tailed row;
+    several seeds: mean ± std, and every column that some row fills."""
+    runs = [("fashion_mnist", "kd", {"probe_top1": 0.89}), ("fashion_mnist", "gendd", {"sampled_top1": 0.864})]
+    records = [
+        {"setting": setting, "method": method, "seed": seed, "probe_top1": 0.85 + seed / 100, "train_seconds": 40.0}
+        | values
+        for seed in (0, 1, 2)
+        for setting, method, values in runs
+    ]
+    one = fashion_mnist.markdown_table(fashion_mnist.summarize(records[:2]), BenchSettings(seeds=(0,)), 0.9)
+    assert "±" not in one and "seed 0." in one and "long-tailed" not in one
+    assert "| setting | method | probe top-1 | sampled top-1 | train s |\n" in one
+    assert (
+        "| fashion_mnist | gendd | 85.00 | 86.40 | 40 |\n" in one and "| fashion_mnist | kd | 89.00 | - | 40 |\n" in one
+    )
+
+    records.append({"setting": "long_tailed", "method": "kd", "seed": 0, "probe_top1": 0.8, "shot_few": 0.7})
+    three = fashion_mnist.markdown_table(fashion_mnist.summarize(records), BenchSettings(seeds=(0, 1, 2)), 0.9)
+    assert "3 seeds, mean ± std." in three and "| few (probe) | train s |\n" in three
+    assert "| fashion_mnist | gendd | 86.00 ± 1.00 | 86.40 ± 0.00 | - | 40 ± 0 |\n" in three
+    assert "| long_tailed | kd | 80.00 | - | 70.00 | - |\n" in three

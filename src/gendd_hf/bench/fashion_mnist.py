@@ -440,32 +440,55 @@ def summarize(records: list[dict], keys=("probe_top1", "sampled_top1", "train_se
     return summary
 
 
+TABLE_COLUMNS = (  # header, summary key, scale, digits
+    ("probe top-1", "probe_top1", 100.0, 2),
+    ("sampled top-1", "sampled_top1", 100.0, 2),
+    ("many (probe)", "shot_many", 100.0, 2),
+    ("medium (probe)", "shot_medium", 100.0, 2),
+    ("few (probe)", "shot_few", 100.0, 2),
+    ("train s", "train_seconds", 1.0, 0),
+)
+
+
 def markdown_table(summary: dict, settings: BenchSettings, teacher_top1: float) -> str:
-    def cell(entry, key, scale=100.0, digits=2):
+    """The results in Markdown: the columns that some row has, each value as mean ± std over seeds (alone for one
+    seed, which has no spread)."""
+    columns = [column for column in TABLE_COLUMNS if any(column[1] in entry for entry in summary.values())]
+
+    def cell(entry, key, scale, digits):
         if key not in entry:
             return "-"
         value = entry[key]
-        return f"{value['mean'] * scale:.{digits}f} ± {value['std'] * scale:.{digits}f}"
+        spread = f" ± {value['std'] * scale:.{digits}f}" if entry["seeds"] > 1 else ""
+        return f"{value['mean'] * scale:.{digits}f}{spread}"
 
-    lines = [
+    seeds = settings.seeds
+    notes = [
         f"Teacher `{settings.teacher_name}`: {teacher_top1 * 100:.2f} top-1. Student `{settings.student_name}`, "
-        f"{len(settings.seeds)} seed(s), mean ± std. Probe: whole test set; sampled: first "
-        f"{settings.sampled_eval_size} test images, {settings.num_inference_steps} steps, guidance "
-        f"{settings.guidance_scale}, {settings.num_samples} samples. Many / medium / few: mean per-class probe top-1 "
-        "of the long-tailed split's classes with over 100, 20 to 100 and under 20 training images. gendd_one_pass: "
-        "the gendd student's probe refitted to its sampled path (`gendd_hf.one_pass`), so one "
-        "student forward pass classifies. Train s: wall seconds of training (gendd_one_pass: gendd's plus the fit).",
+        + (f"{len(seeds)} seeds, mean ± std." if len(seeds) > 1 else f"seed {seeds[0]}.")
+        + f" Probe: whole test set; sampled: first {settings.sampled_eval_size} test images, "
+        f"{settings.num_inference_steps} steps, guidance {settings.guidance_scale}, {settings.num_samples} samples."
+    ]
+    if any(key.startswith("shot_") for _, key, _, _ in columns):
+        notes.append(
+            "Many / medium / few: mean per-class probe top-1 of the long-tailed split's classes with over 100, 20 to "
+            "100 and under 20 training images."
+        )
+    if any(key.endswith("/gendd_one_pass") for key in summary):
+        notes.append(
+            "gendd_one_pass: the gendd student's probe refitted to its sampled path (`gendd_hf.one_pass`), so one "
+            "student forward pass classifies."
+        )
+    notes.append("Train s: wall seconds of training (gendd_one_pass: gendd's plus the fit).")
+    lines = [
+        " ".join(notes),
         "",
-        "| setting | method | probe top-1 | sampled top-1 | many (probe) | medium (probe) | few (probe) | train s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| setting | method | " + " | ".join(header for header, *_ in columns) + " |",
+        "|---|---|" + "---|" * len(columns),
     ]
     for key, entry in summary.items():
         setting, method = key.split("/")
-        lines.append(
-            f"| {setting} | {method} | {cell(entry, 'probe_top1')} | {cell(entry, 'sampled_top1')} | "
-            f"{cell(entry, 'shot_many')} | {cell(entry, 'shot_medium')} | {cell(entry, 'shot_few')} | "
-            f"{cell(entry, 'train_seconds', 1.0, 0)} |"
-        )
+        lines.append(f"| {setting} | {method} | " + " | ".join(cell(entry, *column[1:]) for column in columns) + " |")
     return "\n".join(lines) + "\n"
 
 
