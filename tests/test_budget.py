@@ -166,3 +166,7 @@ def test_a_killed_budget_run_continues_without_redoing_finished_runs(tmp_path):
     assert report["teacher"]["augmentation"].startswith("random crop") and report["teacher"]["curve"]
     per_image = sorted(p.name for p in (tmp_path / "out" / "per_image").iterdir())
     assert len(per_image) == 2 and all(name.endswith(".safetensors") for name in per_image)
+    # --teacher_only loads the cached teacher (it trains nothing) and writes what the report says of it.
+    teacher = budget.main([*_budget_command(tmp_path)[4:], "--teacher_only"])
+    assert json.loads((tmp_path / "out" / "teacher.json").read_text()) == teacher
+    assert teacher["curve"] == report["teacher"]["curve"] and teacher["test_top1"] == report["teacher"]["test_top1"]

@@ -59,7 +59,6 @@ COMPARISONS = (
         "subset",
     ),
 )
-HEADLINE = "gendd_full sampled - kd"
 
 
 @dataclass(frozen=True)
