@@ -274,12 +274,11 @@ def train_and_score(run: BudgetRun, context: BudgetContext) -> tuple[dict, dict[
 
 
 def held_out_temperature(model, path: str, context: BudgetContext, size: int, seed: int) -> float:
-    """The temperature of `path` fitted on the first `size` held-out training images."""
-    from ..calibration import fit_temperature, path_logits_of_images
+    """The temperature of `path` fitted on the first `size` held-out training images (`calibrate_model`)."""
+    from ..calibration import calibrate_model
 
-    pixels, labels = context.calibration_pixels[:size], context.calibration_labels[:size]
-    logits = path_logits_of_images(model, pixels, path, show_progress=path != "probe", seed=seed)
-    return fit_temperature(logits, labels)
+    held_out = (context.calibration_pixels[:size], context.calibration_labels[:size])
+    return calibrate_model(model, [held_out], [path], seed=seed)[path]
 
 
 def run_budget(
@@ -517,9 +516,10 @@ def markdown(report: dict) -> str:
         "## Calibration and error detection (mean over seeds)",
         "",
         "Temperature fitted per path on the held-out training images (NLL, L-BFGS on log T; the sampled path on the "
-        f"first {budget['calibration_sampled_size']}). ECE (15 bins) and NLL on the scored test images at T = 1 and "
-        "at the fitted T. AUROC: predicting a wrong top-1 from the max softmax (at T = 1), and for the sampled path "
-        "from the spread of its samples (variance of their softmax over the samples, summed over the classes).",
+        f"first {budget['calibration_sampled_size']}). ECE (15 bins) and NLL on the test images of the path (probe: "
+        f"all; sampled: the first {budget['sampled_eval_size']}) at T = 1 and at the fitted T. AUROC: predicting a "
+        "wrong top-1 from the max softmax (at T = 1), and for the sampled path from the spread of its samples "
+        "(variance of their softmax over the samples, summed over the classes).",
         "",
         "| method | path | steps x | T | ECE before | ECE after | NLL before | NLL after | AUROC max softmax | "
         "AUROC spread |",
