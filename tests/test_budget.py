@@ -99,6 +99,16 @@ def test_report_pairs_the_same_images_and_states_the_budget_from_which_gendd_is_
     assert point["probe_top1"] == {"mean": 0.75, "std": None, "seeds": 1}
 
 
+def test_a_record_after_a_line_cut_short_by_a_kill_is_kept(tmp_path):
+    first = _record("kd", 1, 0, 100, probe_top1=0.5)
+    append_record(tmp_path, first, {"probe_correct": np.array([1, 0])})
+    with open(tmp_path / "runs.jsonl", "a") as file:  # a kill in the middle of writing the next line
+        file.write('{"run": {"setting": "fashion_mnist", "method": "dkd"')
+    second = _record("kd", 2, 0, 200, probe_top1=1.0)
+    append_record(tmp_path, second, {"probe_correct": np.array([1, 1])})
+    assert budget.load_finished(tmp_path) == {first["fingerprint"]: first, second["fingerprint"]: second}
+
+
 def _budget_command(tmp_path):
     return [
         sys.executable,

@@ -173,8 +173,11 @@ def append_record(output_dir: Path, record: dict, per_image: dict[str, np.ndarra
     partial = path.with_suffix(".partial")
     save_file({name: np.ascontiguousarray(array, dtype=np.uint8) for name, array in per_image.items()}, str(partial))
     os.replace(partial, path)
-    with open(output_dir / "runs.jsonl", "a", encoding="utf-8") as file:
-        file.write(json.dumps(record) + "\n")
+    results = output_dir / "runs.jsonl"
+    text = results.read_bytes() if results.exists() else b""
+    cut_short = bool(text) and not text.endswith(b"\n")  # the last line, cut short by a kill: end it
+    with open(results, "a", encoding="utf-8") as file:
+        file.write(("\n" if cut_short else "") + json.dumps(record) + "\n")
         file.flush()
         os.fsync(file.fileno())
 
