@@ -72,18 +72,19 @@ def test_counted_head_rows_match_head_evaluations_per_image(model, kwargs):
     assert calls == (1 if kwargs["sampler"] == "mean" else kwargs["num_inference_steps"])
 
 
-def test_guided_steps_share_one_call_and_modulate_once_per_draw_group(model):
+def test_guided_steps_share_one_call_and_modulate_once_per_draw_group(model, monkeypatch):
     inputs, modulation_inputs = [], []
-    handles = [
-        model.head.register_forward_hook(lambda module, args, output: inputs.append(tuple(args[0].shape))),
-        model.head.blocks[0]
-        .adaLN_modulation[-1]
-        .register_forward_hook(lambda module, args, output: modulation_inputs.append(tuple(args[0].shape))),
-    ]
+    handle = model.head.register_forward_hook(lambda module, args, output: inputs.append(tuple(args[0].shape)))
+    modulations = model.head.modulations
+
+    def recorded_modulations(silu_y):
+        modulation_inputs.append(tuple(silu_y.shape))
+        return modulations(silu_y)
+
+    monkeypatch.setattr(model.head, "modulations", recorded_modulations)
     model.eval()
     model.generate_features(PIXELS, num_inference_steps=3, num_samples=5, guidance_scale=2.0)
-    for handle in handles:
-        handle.remove()
+    handle.remove()
     # Tokens are not copied per branch; the adaLN modulations run per (branch, image, token), not per draw.
     assert inputs == [(3, 5, 4, 8)] * 3
     assert modulation_inputs == [(2, 3, 1, 4, 32)] * 3

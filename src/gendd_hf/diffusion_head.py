@@ -5,9 +5,11 @@ The condition `y = TimeEmbed(t) + Linear(LayerNorm(z)) + PosEmbed(i)` is built f
 once per distinct value and broadcast: the student condition once per sample, the position embedding once
 per token, the timestep embedding once per distinct timestep. `LayerNorm(z)` is taken by the caller before
 feature mixup and condition dropout, as in the reference (`cls_projector`), so the dropped ("null") condition is
-`Linear(0) + PosEmbed(i)`. `SiLU(y)` is computed once for all adaLN layers,
-and their modulations are computed at the shape of `y`, not of the tokens: in sampling, where `y` does not depend
-on the draw, the modulations are computed once per (branch, sample, token) and broadcast over the draws.
+`Linear(0) + PosEmbed(i)`. `SiLU(y)` is computed once, and the modulations of all adaLN layers (shift,
+scale, gate of each block, shift and scale of the final layer) come from it in one matrix product with the layers'
+weights side by side (`DiffusionHead.modulations`); they are computed at the shape of `y`, not of the tokens: in
+sampling, where `y` does not depend on the draw, once per (branch, sample, token) and broadcast over the draws. The
+weights stay in each layer's `adaLN_modulation` (MAR's layout), so the state_dict keys are MAR's.
 
 This module travels with saved models (``trust_remote_code``), so it imports only torch.
 """
@@ -36,19 +38,18 @@ class TimestepEmbedder(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(frequency_dim, width), nn.SiLU(), nn.Linear(width, width))
 
     def forward(self, timesteps: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling():  # the size of `unique` depends on the data: torch.compile would break there
+            return self.mlp(timestep_embedding(timesteps, self.frequency_dim).to(self.mlp[0].weight.dtype))
         unique, inverse = torch.unique(timesteps, return_inverse=True)
         embedded = self.mlp(timestep_embedding(unique, self.frequency_dim).to(self.mlp[0].weight.dtype))
         return embedded[inverse]
 
 
-def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return x * (1 + scale) + shift
-
-
 class AdaLNResBlock(nn.Module):
-    """LayerNorm -> shift/scale from `y` -> Linear-SiLU-Linear -> gated residual.
+    """LayerNorm -> shift/scale -> Linear-SiLU-Linear -> gated residual.
 
-    `adaLN_modulation` is `SiLU -> Linear` (MAR's layout); `forward` takes `SiLU(y)`, computed once by the head.
+    `adaLN_modulation` is `SiLU -> Linear` (MAR's layout); the head computes every layer's modulation at once
+    (`DiffusionHead.modulations`) and `forward` takes this block's `shift`, `1 + scale` and `gate`.
     """
 
     def __init__(self, width: int):
@@ -57,13 +58,13 @@ class AdaLNResBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 3 * width))
 
-    def forward(self, x: torch.Tensor, silu_y: torch.Tensor) -> torch.Tensor:
-        shift, scale, gate = self.adaLN_modulation[-1](silu_y).chunk(3, dim=-1)
-        return x + gate * self.mlp(modulate(self.in_ln(x), shift, scale))
+    def forward(self, x: torch.Tensor, shift: torch.Tensor, one_plus_scale: torch.Tensor, gate: torch.Tensor):
+        # x + gate * MLP(LN(x) * (1 + scale) + shift), each multiply-add in one pass
+        return torch.addcmul(x, gate, self.mlp(torch.addcmul(shift, self.in_ln(x), one_plus_scale)))
 
 
 class AdaLNFinalLayer(nn.Module):
-    """LayerNorm -> shift/scale from `y` -> output projection; `forward` takes `SiLU(y)` like `AdaLNResBlock`."""
+    """LayerNorm -> shift/scale -> output projection; `forward` takes `shift` and `1 + scale` like `AdaLNResBlock`."""
 
     def __init__(self, width: int, out_dim: int):
         super().__init__()
@@ -71,9 +72,8 @@ class AdaLNFinalLayer(nn.Module):
         self.linear = nn.Linear(width, out_dim)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
 
-    def forward(self, x: torch.Tensor, silu_y: torch.Tensor) -> torch.Tensor:
-        shift, scale = self.adaLN_modulation[-1](silu_y).chunk(2, dim=-1)
-        return self.linear(modulate(self.norm_final(x), shift, scale))
+    def forward(self, x: torch.Tensor, shift: torch.Tensor, one_plus_scale: torch.Tensor) -> torch.Tensor:
+        return self.linear(torch.addcmul(shift, self.norm_final(x), one_plus_scale))
 
 
 class DiffusionHead(nn.Module):
@@ -141,8 +141,20 @@ class DiffusionHead(nn.Module):
         Returns:
             `torch.Tensor` of shape `(..., 2k)` (epsilon, variance values) or `(..., k)`, broadcast over all inputs.
         """
-        silu_y = F.silu(self.time_embed(timesteps) + condition)
+        modulations = self.modulations(F.silu(self.time_embed(timesteps) + condition))
         x = self.input_proj(noisy_tokens)
-        for block in self.blocks:
-            x = block(x, silu_y)
-        return self.final_layer(x, silu_y)
+        for index, block in enumerate(self.blocks):
+            x = block(x, *modulations[3 * index : 3 * index + 3])
+        return self.final_layer(x, *modulations[-2:])
+
+    def modulations(self, silu_y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Every adaLN layer's modulation from `SiLU(y)` `(..., w)` in one matrix product: `(shift, 1 + scale, gate)`
+        of each block, then `(shift, 1 + scale)` of the final layer, each `(..., w)` (views of one tensor). The 1 is
+        added to the scale's bias, not to a tensor of rows."""
+        linears = [layer.adaLN_modulation[-1] for layer in (*self.blocks, self.final_layer)]
+        biases = []
+        for linear in linears:
+            shift, scale, *gate = linear.bias.split(linear.in_features)
+            biases += [shift, scale + 1, *gate]
+        weight = torch.cat([linear.weight for linear in linears])
+        return F.linear(silu_y, weight, torch.cat(biases)).split(linears[0].in_features, dim=-1)

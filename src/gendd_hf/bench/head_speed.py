@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ..diffusion import HybridDiffusionLoss, split_tokens, training_betas
-from ..diffusion_head import DiffusionHead, modulate, timestep_embedding
+from ..diffusion_head import DiffusionHead, timestep_embedding
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,10 @@ class HeadBenchShapes:
 SMALL_SHAPES = HeadBenchShapes(
     batch_size=16, student_dim=64, teacher_feature_dim=128, token_dim=16, diffusion_batch_mul=4, head_width=128
 )
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale) + shift
 
 
 def baseline_head_forward(
