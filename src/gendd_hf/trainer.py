@@ -359,6 +359,10 @@ class GenDDTrainer(Trainer):
             raise ValueError("method='dkd' needs hard labels (one target class per image); drop mixup_fn.")
         teacher = as_teacher(teacher)
         prepare_model_for_method(model, args, teacher, image_mixup=mixup_fn is not None)
+        if args.channels_last:  # the images follow in compute_loss
+            model.student.to(memory_format=torch.channels_last)
+            if teacher is not None:
+                teacher.to(memory_format=torch.channels_last)
         for name in ("train_dataset", "eval_dataset"):
             check_dataset_classes(trainer_kwargs.get(name), model.config.num_labels, name)
         if trainer_kwargs.get("compute_metrics") is None:
@@ -467,6 +471,8 @@ class GenDDTrainer(Trainer):
             self._check_labels(labels, training=True)  # evaluation checks them in prediction_step
         if model.training and self.mixup_fn is not None:
             pixel_values, labels = self.mixup_fn(pixel_values, labels)
+        if args.channels_last:
+            pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
         teacher_features = teacher_logits = None
         if args.uses_teacher_outputs:
             teacher_features, teacher_logits = self._teacher_outputs(inputs, pixel_values, unwrapped, model.training)

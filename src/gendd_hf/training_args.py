@@ -139,6 +139,13 @@ class GenDDTrainingArguments(TrainingArguments):
             "in output_dir."
         },
     )
+    channels_last: bool = field(
+        default=False,
+        metadata={
+            "help": "Train with the student, an online teacher and the images in the channels-last memory format "
+            "(convolutions in NHWC: faster for CNN students on GPUs, with --bf16 above all)."
+        },
+    )
 
     def __post_init__(self):
         # torch.accelerator (torch >= 2.6) is what the DataLoader checks; before it, pinning needed CUDA.
