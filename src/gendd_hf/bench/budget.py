@@ -360,7 +360,9 @@ def build_report(records: list[dict], output_dir: Path, budget: BudgetSettings, 
 
     by_key = {(r["run"]["setting"], r["run"]["method"], r["run"]["multiplier"], r["run"]["seed"]): r for r in records}
     points = []
-    for setting, method, multiplier in sorted({key[:3] for key in by_key}, key=lambda k: (k[0], k[2], k[1])):
+    for setting, method, multiplier in sorted(
+        {key[:3] for key in by_key}, key=lambda k: (SETTINGS.index(k[0]), k[2], k[1])
+    ):
         rows = [r for key, r in by_key.items() if key[:3] == (setting, method, multiplier)]
         point = {"setting": setting, "method": method, "multiplier": multiplier, "steps": rows[0]["steps"]}
         for name in ("probe_top1", "probe_top1_on_subset", "sampled_top1", "train_seconds"):
@@ -548,10 +550,10 @@ def plot(report: dict, output_dir: Path) -> list[Path]:
 
     paths = []
     for x_key, label, name in (
-        ("steps", "optimizer steps (batch 256)", "budget_steps.png"),
+        ("steps", f"optimizer steps (batch {report['settings']['batch_size']})", "budget_steps.png"),
         ("train_seconds", "training seconds (measured in the same run)", "budget_seconds.png"),
     ):
-        fig, ax = plt.subplots(figsize=(7, 4.5))
+        fig, ax = plt.subplots(figsize=(10, 4.5))
         for setting, method in dict.fromkeys((p["setting"], p["method"]) for p in report["points"]):
             rows = [p for p in report["points"] if (p["setting"], p["method"]) == (setting, method)]
             for key, style, path in (("probe_top1", "-", "probe"), ("sampled_top1", "--", "sampled")):
@@ -566,7 +568,7 @@ def plot(report: dict, output_dir: Path) -> list[Path]:
         ax.set_xlabel(label)
         ax.set_ylabel("Fashion-MNIST test top-1 (%)")
         ax.set_title("Accuracy against training budget")
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
         fig.tight_layout()
         paths.append(output_dir / name)
         fig.savefig(paths[-1], dpi=120)
