@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import torch
 
 from gendd_hf.bench import budget
 from gendd_hf.bench.budget import BudgetRun, BudgetSettings, append_record, build_report, plan_runs, restrict
-from gendd_hf.bench.fashion_mnist import MEAN, STD, CropFlip
+from gendd_hf.bench.fashion_mnist import MEAN, STD, BenchSettings, CropFlip
 from recipe_helpers import ROOT, recipe_env
 
 
@@ -97,6 +98,17 @@ def test_report_pairs_the_same_images_and_states_the_budget_from_which_gendd_is_
     assert report["train_seconds_total"] == pytest.approx(10.0 * (100 + 100 + 200 + 200))
     point = next(p for p in report["points"] if (p["method"], p["multiplier"]) == ("kd", 1))
     assert point["probe_top1"] == {"mean": 0.75, "std": None, "seeds": 1}
+    teacher = {"name": "resnet10t", "epochs": 30.0, "augmentation": "crop", "test_top1": 0.95, "curve": None}
+    report.update(
+        teacher=teacher, bench_teacher=teacher, settings=asdict(BenchSettings()), budget_settings=asdict(settings)
+    )
+    table = budget.markdown(report)
+    assert (
+        "| fashion_mnist | gendd_full sampled - kd | 200 | 4 | 100.00 | s0: +100.00 [+100.00, +100.00] | ahead |"
+        in table
+    )
+    assert "| fashion_mnist | kd | 100 | 1 | 75.00 | - | - | 1000 |" in table
+    assert "- fashion_mnist: gendd_full sampled - kd: ahead from 2x (200 steps)" in table
 
 
 def test_a_record_after_a_line_cut_short_by_a_kill_is_kept(tmp_path):
