@@ -7,14 +7,15 @@ Fashion-MNIST train set, on non-target digits (unsupervised) and on a long-taile
 student with its model card (`gendd-student`, `gendd-student-seed1`, ...), scores the one-pass student made from each
 (`gendd_one_pass`: the probe refitted to its sampled path, `gendd_hf.one_pass`) and writes
 `results.json`, `results.md` and a plot. The fast samplers are measured on the saved students by
-`gendd_hf.bench.fast_sampling`, serving costs by `gendd_hf.bench.serving`.
+`gendd_hf.bench.fast_sampling`, serving costs by `gendd_hf.bench.serving`. `python -m gendd_hf.bench.fashion_mnist
+budget` (`make bench-budget`) is the budget curve, `gendd_hf.bench.budget`.
 
 Budget choices (2 CPU cores): the teacher is timm's `resnet10t` (4.9 M parameters, 512-d feature), the student
 timm's `test_resnet` (0.37 M, 13x smaller). There is no random augmentation, so the teacher's outputs are computed
 once per image and stored with the data: training never runs the teacher. Every training (teacher and students, all
-methods) runs in bfloat16 autocast where the CPU has BF16 units (`bf16`, AVX-512 BF16 or AMX; evaluation stays in float32;
-float32 elsewhere, `native_bf16`): a GenDD step
-takes 0.17 s instead of 0.32 s, which keeps `make bench` within 90 minutes with the full-recipe row. Side by side
+methods) runs in bfloat16 autocast where the CPU has BF16 units (`bf16`, AVX-512 BF16 or AMX; evaluation stays in
+float32; float32 elsewhere, `native_bf16`): a GenDD step takes 0.17 s instead of 0.32 s, which keeps `make bench`
+within 90 minutes with the full-recipe row. Side by side
 with the official code in float32 (`gendd_hf.bench.parity --bf16`, 3 seeds, during development), it moved our probe
 by -0.10 points and the sampled path by -0.53, within one seed-to-seed std (1.1-1.2 points; docs/parity.md). The
 sampled path is scored with the paper's sampler on a fixed subset of the test set (it costs 64 steps x 2 branches x
