@@ -6,7 +6,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -32,6 +32,26 @@ def test_plan_puts_every_first_seed_point_before_the_extra_seeds():
     }
     only = restrict(runs, multiplier=[16], method=["kd"], setting=None, seed=None)
     assert only == [BudgetRun("fashion_mnist", "kd", 16, seed) for seed in (0, 1, 2)]
+
+
+def test_a_run_fingerprint_follows_what_changes_its_numbers_only():
+    run, settings, plan = BudgetRun("fashion_mnist", "kd", 4, 1), BenchSettings(), BudgetSettings()
+    reference = budget.run_fingerprint(run, settings, plan, "teacher-a.safetensors")
+    same = [
+        budget.run_fingerprint(
+            run, replace(settings, seeds=(5,), lt_n_max=10, one_pass=False), plan, "teacher-a.safetensors"
+        ),
+        budget.run_fingerprint(
+            run, settings, replace(plan, bootstrap_resamples=7, multipliers=(4,)), "teacher-a.safetensors"
+        ),
+    ]
+    other = [
+        budget.run_fingerprint(replace(run, seed=2), settings, plan, "teacher-a.safetensors"),
+        budget.run_fingerprint(run, replace(settings, epochs=3.0), plan, "teacher-a.safetensors"),
+        budget.run_fingerprint(run, settings, replace(plan, sampled_eval_size=1000), "teacher-a.safetensors"),
+        budget.run_fingerprint(run, settings, plan, "teacher-b.safetensors"),
+    ]
+    assert same == [reference, reference] and reference not in other and len(set(other)) == 4
 
 
 def test_crop_flip_crops_the_padded_image_and_flips_some():

@@ -130,16 +130,28 @@ def restrict(runs: list[BudgetRun], **allowed) -> list[BudgetRun]:
     return [run for run in runs if all(v is None or getattr(run, k) in v for k, v in allowed.items())]
 
 
+# Fields of `BenchSettings` that only the bench's own plan reads (its seeds, rows and long-tailed split).
+BENCH_PLAN_FIELDS = (
+    "seeds",
+    "methods",
+    "nontarget_methods",
+    "lt_methods",
+    "lt_imbalance_ratio",
+    "lt_n_max",
+    "one_pass",
+)
+
+
 def run_fingerprint(run: BudgetRun, bench_settings, budget: BudgetSettings, teacher_file: str) -> str:
-    """What determines a run's numbers: the run, the bench's settings, the scoring sizes and the teacher's weights."""
+    """What determines a run's numbers: the run, the bench's settings (but its plan), the scoring sizes and the
+    teacher's weights. A field added to `BenchSettings` changes it, and the runs are trained again."""
     from .fashion_mnist import fingerprint
 
+    bench = {name: value for name, value in asdict(bench_settings).items() if name not in BENCH_PLAN_FIELDS}
     scoring = {
         name: getattr(budget, name) for name in ("sampled_eval_size", "calibration_size", "calibration_sampled_size")
     }
-    return fingerprint(
-        {"run": asdict(run), "bench": asdict(bench_settings), "scoring": scoring, "teacher": teacher_file}
-    )
+    return fingerprint({"run": asdict(run), "bench": bench, "scoring": scoring, "teacher": teacher_file})
 
 
 def per_image_path(output_dir: Path, run: BudgetRun, fingerprint: str) -> Path:
