@@ -16,7 +16,6 @@ from transformers import EvalPrediction, TrainerCallback, default_data_collator,
 
 from ..data import build_transforms, load_split, mixup_fn, with_pixel_values
 from ..data.transforms import eval_data_config
-from ..image_processing import build_image_processor
 from ..metrics import LongTailMetrics, class_groups, top_k_metrics
 from ..model_card import check_license
 from ..modeling_gendd import GenDDForImageClassification
@@ -281,13 +280,12 @@ def _run_recipe(
         eval_dataset=None if evaluation is None else with_pixel_values(evaluation, eval_transform),
         data_collator=default_data_collator,
         compute_metrics=compute_metrics,
-        processing_class=build_image_processor(model),
         callbacks=list(callbacks or []),
     )
     # ---- train
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    # ---- save first: nothing after training may lose the trained model
-    trainer.save_model()
+    # ---- save first: nothing after training may lose the trained model (the push, with the evaluated card, follows)
+    trainer.save_model(_internal_call=True)
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)
     with saved_model_noted(training_args.output_dir, trainer.is_world_process_zero()):
