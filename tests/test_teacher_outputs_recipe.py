@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import timm
 import torch
 from datasets import DatasetDict
@@ -100,3 +101,19 @@ def test_precompute_recipe_then_train_without_a_teacher(tmp_path, monkeypatch, c
     trainer.train()
     logs = [entry for entry in trainer.state.log_history if "kd_loss" in entry]
     assert len(logs) == 2 and all(np.isfinite(entry["kd_loss"]) for entry in logs)
+
+
+def test_an_image_size_below_8_is_refused_before_anything_loads(tmp_path, monkeypatch):
+    """Before: --image_size 0 reached the transforms (a PIL error on the first image)."""
+    with pytest.raises(ValueError, match="--image_size 0 is invalid: .* Use at least 8"):
+        run_recipe(
+            monkeypatch,
+            "--dataset_name",
+            "none",
+            "--teacher_name",
+            "test_resnet",
+            "--image_size",
+            "0",
+            "--output_dir",
+            str(tmp_path / "outputs"),
+        )
