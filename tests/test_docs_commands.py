@@ -4,20 +4,29 @@ The commands are read from the documents themselves (shell code blocks, and inli
 `python recipes/...`, `python -m gendd_hf...` and `accelerate launch ...`. For each, the script or module must exist
 and its flags must parse (`accelerate launch`'s own with accelerate's parser, then the script's), up to the point
 where it would start its work: nothing trains. Placeholders of prose (`[--flag VALUE]`, `A [B C]`, `...`) are read as
-the flags they stand for. `tests/test_cpu_command.py` runs the CPU command of docs/recipes.md for real.
+the flags they stand for. `tests/test_cpu_command.py` runs the CPU command of docs/recipes.md for real; the README's
+five lines of Python run here, offline, on a tiny student saved where `make demo` saves its own.
 """
 
 import argparse
+import ast
+import os
 import re
 import runpy
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 import transformers.training_args
 from accelerate.commands.launch import launch_command_parser
 from transformers import HfArgumentParser
+
+from gendd_hf import GenDDForImageClassification
+from gendd_hf.data import FASHION_MNIST_LABEL_NAMES
+from helpers import tiny_config
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,3 +147,27 @@ def test_a_documented_command_exists_and_its_flags_parse(where, tokens, parse_on
         assert exit.code in (0, None), f"{where}: {shlex.join(tokens)} exits with {exit.code}"
         return
     raise AssertionError(f"{where}: {shlex.join(tokens)} ran without parsing its arguments")
+
+
+def test_the_readmes_python_runs_offline_on_the_demos_student(tmp_path):
+    """The README's five lines, in a fresh offline process, on a student saved as `make demo` saves it (a tiny one:
+    the lines, not the demo's accuracy, are under test); they read Debian's Fashion-MNIST (`make data`)."""
+    model = GenDDForImageClassification(tiny_config(id2label=dict(enumerate(FASHION_MNIST_LABEL_NAMES))))
+    model.set_teacher_classifier(torch.randn(10, 32), torch.randn(10))
+    model.config.pretrained_cfg = {
+        "input_size": (1, 28, 28),
+        "mean": (0.286,),
+        "std": (0.353,),
+        "crop_pct": 1.0,
+        "interpolation": "bilinear",
+        "crop_mode": "center",
+    }
+    model.save_pretrained(tmp_path / "outputs" / "demo" / "gendd-student")
+    readme = (ROOT / "README.md").read_text().split("## Five lines of Python", 1)[1]
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(code.strip().splitlines()) <= 6 and "pretrained=True" not in code
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-4000:]
+    answers = [ast.literal_eval(line) for line in result.stdout.splitlines()]
+    assert len(answers) == 3 and all(answer["label"] in FASHION_MNIST_LABEL_NAMES for answer in answers), answers

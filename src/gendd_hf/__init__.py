@@ -15,7 +15,13 @@ if "-m" in _ARGV and _ARGV[_ARGV.index("-m") + 2 :] in (["-h"], ["--help"]):
     if _HELP.is_file():
         sys.exit(print(_HELP.read_text(), end=""))
 
-from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForImageClassification,
+    TimmWrapperImageProcessor,
+)
 
 from . import models  # noqa: F401  (registers the CIFAR model zoo with timm)
 from .configuration_gendd import GenDDConfig, GenDDSamplingConfig
@@ -28,6 +34,12 @@ from .training_args import GenDDTrainingArguments
 AutoConfig.register(GenDDConfig.model_type, GenDDConfig)
 AutoModel.register(GenDDConfig, GenDDForImageClassification)
 AutoModelForImageClassification.register(GenDDConfig, GenDDForImageClassification)
+# The image processor (config.json's `pretrained_cfg`) applies timm's transform with either backend. transformers lists
+# it under the PIL backend only and asks for torchvision's whenever torchvision is installed, then warns that "the
+# torchvision backend is not available": registered for both, it loads without that false warning.
+AutoImageProcessor.register(
+    GenDDConfig, image_processor_classes={"pil": TimmWrapperImageProcessor, "torchvision": TimmWrapperImageProcessor}
+)
 # Saved folders carry their code and an auto_map, so `trust_remote_code=True` loads them without gendd_hf.
 GenDDConfig.register_for_auto_class()
 GenDDForImageClassification.register_for_auto_class("AutoModelForImageClassification")

@@ -7,6 +7,7 @@ Self-contained for ``trust_remote_code``: imports torch, timm, transformers, dif
 import json
 import tempfile
 from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,27 @@ from .sampling import content_seeds, estimate_mean_tokens, image_generators, mak
 
 
 logger = logging.get_logger(__name__)
+
+WEIGHT_BARS = ("Loading weights", "Writing model shards")
+"""transformers' progress bars of `from_pretrained` and `save_pretrained`, which GenDD models load and save without."""
+
+
+@contextmanager
+def without_weight_bars():
+    """transformers' `WEIGHT_BARS` off (a GenDD model loads and saves in about a second: a bar at each load is noise);
+    download bars and every other bar stay as they are."""
+
+    def hook(factory, args, kwargs):
+        if kwargs.get("desc") in WEIGHT_BARS:
+            return logging.EmptyTqdm(*args, **kwargs)
+        return previous(factory, args, kwargs) if previous else factory(*args, **kwargs)
+
+    previous = logging.set_tqdm_hook(hook)
+    try:
+        yield
+    finally:
+        logging.set_tqdm_hook(previous)
+
 
 AUTO_MAP = {
     "AutoConfig": "configuration_gendd.GenDDConfig",
@@ -82,7 +104,8 @@ class GenDDPreTrainedModel(PreTrainedModel):
         (`sampling_config.json`) and, for `trust_remote_code`, the modeling code with an `auto_map` naming AutoConfig,
         AutoModel and AutoModelForImageClassification."""
         self.config.auto_map = dict(AUTO_MAP)
-        result = super().save_pretrained(save_directory, *args, **kwargs)
+        with without_weight_bars():
+            result = super().save_pretrained(save_directory, *args, **kwargs)
         if kwargs.get("is_main_process", True):
             self.sampling_config.save_pretrained(save_directory)
         return result
@@ -207,9 +230,10 @@ class GenDDPreTrainedModel(PreTrainedModel):
                 "0.224, 0.225]} (recipes save it), or save the model again with model.config.pretrained_cfg set."
             )
         try:
-            model, loading_info = super().from_pretrained(
-                pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
-            )
+            with without_weight_bars():
+                model, loading_info = super().from_pretrained(
+                    pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
+                )
         except SafetensorError as error:  # its message names no file
             lookup = {**hub_kwargs, "force_download": False, "local_files_only": True}  # the file just read
             weights = cached_file(

@@ -19,6 +19,7 @@ A recipe is then a few lines::
     trainer.save_model()
 """
 
+import inspect
 import os
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -229,9 +230,13 @@ def prepare_model_for_method(
         overrides["contraction"] = (0.0, "gendd_unsup is GenDD without labels (lambda 0)")
     if image_mixup:
         overrides["feature_mixup_beta"] = (0.0, "image mixup/cutmix replaces feature mixup, as in the A1/A2 recipes")
+    defaults = inspect.signature(type(model.config).__init__).parameters
     for name, (value, why) in overrides.items():
-        if getattr(model.config, name) != value:
-            logger.warning(f"Setting config.{name}={value!r} (was {getattr(model.config, name)!r}): {why}.")
+        current = getattr(model.config, name)
+        if current != value:
+            # A value someone chose is worth a warning; the config's default, set as the method needs, is not.
+            log = logger.info if current == defaults[name].default else logger.warning
+            log(f"Setting config.{name}={value!r} (was {current!r}): {why}.")
             setattr(model.config, name, value)
 
     if teacher is not None:
