@@ -7,12 +7,14 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, replace
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
+from transformers import TrainerCallback
 
-from gendd_hf.bench import budget
+from gendd_hf.bench import budget, fashion_mnist
 from gendd_hf.bench.budget import BudgetRun, BudgetSettings, append_record, build_report, plan_runs, restrict
 from gendd_hf.bench.fashion_mnist import MEAN, STD, BenchSettings, CropFlip
 from recipe_helpers import ROOT, recipe_env
@@ -71,6 +73,39 @@ def test_crop_flip_crops_the_padded_image_and_flips_some():
         index = next(k for k, w in enumerate(allowed) if torch.equal(crop, w))
         seen.add(index)
     assert seen == set(range(18))  # all 9 offsets, each with and without the flip
+
+
+def test_an_interrupted_teacher_training_resumes_from_its_last_epoch(tmp_path, monkeypatch):
+    settings = BenchSettings(
+        teacher_name="test_resnet", teacher_epochs=2.0, batch_size=16, bf16=False, teacher_augmentation=True
+    )
+    generator = torch.Generator().manual_seed(0)
+    arrays = {
+        "train_pixels": torch.randn(48, 1, 28, 28, generator=generator),
+        "train_labels": torch.arange(48) % 10,
+        "test_pixels": torch.randn(20, 1, 28, 28, generator=generator),
+        "test_labels": torch.arange(20) % 10,
+    }
+    whole = fashion_mnist.get_teacher(settings, arrays, tmp_path / "whole", log=print)
+
+    class KilledAfterTheFirstCheckpoint(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            raise RuntimeError(f"killed at step {state.global_step}")
+
+    trainer = partial(fashion_mnist.train_timm_classifier, callbacks=[KilledAfterTheFirstCheckpoint()])
+    monkeypatch.setattr(fashion_mnist, "train_timm_classifier", trainer)
+    with pytest.raises(RuntimeError, match="killed at step 3"):  # 48 images in batches of 16: 3 steps an epoch
+        fashion_mnist.get_teacher(settings, arrays, tmp_path / "resumed", log=print)
+    assert [p.name for p in (tmp_path / "resumed").glob("teacher-run-*/checkpoint-*")] == ["checkpoint-3"]
+    monkeypatch.undo()
+    resumed = fashion_mnist.get_teacher(settings, arrays, tmp_path / "resumed", log=print)
+    expected = whole.model.state_dict()
+    assert all(torch.equal(value, expected[name]) for name, value in resumed.model.state_dict().items())
+    curve = fashion_mnist.teacher_curve(settings, tmp_path / "resumed")
+    assert [entry["epoch"] for entry in curve] == [1.0, 2.0] and curve == fashion_mnist.teacher_curve(
+        settings, tmp_path / "whole"
+    )
+    assert not list((tmp_path / "resumed").glob("teacher-run-*"))  # the checkpoints are removed once it is cached
 
 
 def _record(method, multiplier, seed, steps, **scores):

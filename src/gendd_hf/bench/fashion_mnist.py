@@ -26,6 +26,7 @@ import argparse
 import hashlib
 import json
 import math
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -239,7 +240,8 @@ def get_teacher(settings: BenchSettings, arrays: dict, cache_dir: Path, log) -> 
     `--teacher_name local-dir:cache/fashion_mnist/teacher` (docs/recipes.md): the teacher of the latest run. With
     `settings.teacher_augmentation` it trains on random crops and flips (`CropFlip`), drawn anew every epoch. When
     `arrays` hold the test set, the teacher is scored on it after every epoch and that curve is cached beside the
-    weights (`teacher_curve`)."""
+    weights (`teacher_curve`). Its training keeps the checkpoint of its last finished epoch (`cache_dir/teacher-run-*`,
+    removed at the end): a training that was interrupted resumes from it."""
     path = teacher_checkpoint(settings, cache_dir)
     kwargs = {"in_chans": 1, "num_classes": 10}
     if path.exists():
@@ -249,13 +251,17 @@ def get_teacher(settings: BenchSettings, arrays: dict, cache_dir: Path, log) -> 
         log(f"teacher: training {settings.teacher_name} for {settings.teacher_epochs} epochs{augmentation} (cached)")
         train = ArrayDataset(pixel_values=arrays["train_pixels"], labels=arrays["train_labels"])
         scored = "test_pixels" in arrays
+        run_dir = cache_dir / f"teacher-run-{path.stem}"
         args = training_args(
-            cache_dir / "teacher-run",
+            run_dir,
             "ce",
             settings.teacher_epochs,
             0,
             settings,
             eval_strategy="epoch" if scored else "no",
+            save_strategy="epoch",
+            save_total_limit=1,
+            resume_from_checkpoint="latest" if any(run_dir.glob("checkpoint-*")) else None,
         )
         trained = train_timm_classifier(
             settings.teacher_name,
@@ -276,6 +282,7 @@ def get_teacher(settings: BenchSettings, arrays: dict, cache_dir: Path, log) -> 
                 if "eval_probe_top1" in entry
             ]
             path.with_suffix(".json").write_text(json.dumps({"curve": curve}, indent=2))
+        shutil.rmtree(run_dir)
     teacher = TimmTeacher.from_timm(settings.teacher_name, checkpoint_path=str(path), **kwargs)
     save_timm_classifier(teacher.model, cache_dir / "teacher", FASHION_MNIST_LABEL_NAMES, DATA_CONFIG)
     return teacher
