@@ -115,6 +115,7 @@ def _record(method, multiplier, seed, steps, **scores):
         "fingerprint": f"{method}{multiplier}{seed}",
         "steps": steps,
         "train_seconds": 10.0 * steps,
+        "run_seconds": 10.0 * steps + 5.0,  # training and scoring
         **scores,
     }
 
@@ -151,6 +152,7 @@ def test_report_pairs_the_same_images_and_states_the_budget_from_which_gendd_is_
     probes = {p["multiplier"]: p for p in report["paired"] if p["comparison"] == "gendd_full probe - kd"}
     assert probes[1]["difference"]["mean"] == pytest.approx(-0.5) and probes[1]["per_seed"][0]["images"] == 8
     assert report["train_seconds_total"] == pytest.approx(10.0 * (100 + 100 + 200 + 200))
+    assert report["run_seconds_total"] == pytest.approx(report["train_seconds_total"] + 4 * 5.0)
     point = next(p for p in report["points"] if (p["method"], p["multiplier"]) == ("kd", 1))
     assert point["probe_top1"] == {"mean": 0.75, "std": None, "seeds": 1}
     teacher = {"name": "resnet10t", "epochs": 30.0, "augmentation": "crop", "test_top1": 0.95, "curve": None}

@@ -329,8 +329,9 @@ def run_budget(
     )
     for index, run in enumerate(todo, 1):
         log(f"run {index}/{len(todo)}: {run.name} ({context.base_steps * run.multiplier} steps)")
+        start = time.perf_counter()
         record, per_image = train_and_score(run, context)
-        record = {"run": asdict(run), "fingerprint": prints[run], **record}
+        record = {"run": asdict(run), "fingerprint": prints[run], **record, "run_seconds": time.perf_counter() - start}
         append_record(output_dir, record, per_image)
         finished[prints[run]] = record
         log(f"{run.name}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float)))
@@ -424,6 +425,7 @@ def build_report(records: list[dict], output_dir: Path, budget: BudgetSettings, 
         "base_steps": base_steps,
         "runs": len(records),
         "train_seconds_total": float(sum(r["train_seconds"] for r in records)),
+        "run_seconds_total": float(sum(r["run_seconds"] for r in records)),
         "points": points,
         "paired": paired,
         "calibration": calibration,
@@ -549,7 +551,11 @@ def markdown(report: dict) -> str:
             f"{c['ece_before'] * 100:.2f} | {c['ece_after'] * 100:.2f} | {c['nll_before']:.3f} | "
             f"{c['nll_after']:.3f} | {c['auroc_max_softmax_before']:.3f} | {spread} |"
         )
-    lines += ["", f"{report['runs']} runs, {report['train_seconds_total'] / 3600:.2f} h of training in all."]
+    lines += [
+        "",
+        f"{report['runs']} runs: {report['train_seconds_total'] / 3600:.2f} h of training, "
+        f"{report['run_seconds_total'] / 3600:.2f} h with scoring (the teacher's training not included).",
+    ]
     return "\n".join(lines) + "\n"
 
 
