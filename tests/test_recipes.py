@@ -611,6 +611,10 @@ def test_a_label_outside_the_classes_is_named_before_training_in_every_split(dat
         run_in_process(
             data, tmp_path, "--label_column", "fine_label", "--eval_split", "test", dataset="bad", callbacks=[NoStep()]
         )
+    if split == "train":  # an unsupervised method never reads the training labels
+        run_in_process(
+            data, tmp_path, "--label_column", "fine_label", "--eval_split", "", "--method", "gendd_unsup", dataset="bad"
+        )
 
 
 def test_a_failure_after_training_leaves_the_model_saved_and_says_where(data, tmp_path, capsys):

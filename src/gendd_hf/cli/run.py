@@ -105,7 +105,8 @@ def check_recipe_inputs(
         if dataset is None:
             continue
         check_dataset_classes(dataset, teacher.num_classes, f"{name} dataset")
-        if isinstance(dataset, Dataset) and "label" in dataset.column_names:
+        labels_used = name == "eval" or training_args.uses_labels  # an unsupervised method never reads them
+        if isinstance(dataset, Dataset) and "label" in dataset.column_names and labels_used:
             check_label_values(dataset, teacher.num_classes, name, ignore_index=name == "train")
 
 
