@@ -142,6 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     state.wait_for_everyone()
     if state.is_main_process:
         outputs = finalize_teacher_outputs(args.output_dir, args.split)
+        outputs.check_ids()  # one row per image over the shards of every process of every machine
         print(f"{outputs.num_images} images x {settings.num_views} views of {args.teacher_name} in {args.output_dir}")
         # ---- push
         if args.push_to_hub:
