@@ -467,10 +467,11 @@ def test_outputs_of_another_teacher_name_the_teacher_not_only_the_transform(stor
     other = TimmTeacher(timm.create_model("test_vit", in_chans=1, num_classes=NUM_CLASSES, img_size=24))
     view_config = ViewConfig.from_data_config(other.data_config(24), preset="regular")
     assert view_config != stored.settings.view_config and other.feature_dim != 96
-    with pytest.raises(
-        TeacherOutputsMismatchError,
-        match=rf"teacher differs: .* computed by teacher 'test_resnet' \(96-dim features, 3 classes\), but the given teacher has {other.feature_dim}-dim",
-    ):
+    message = (
+        r"teacher differs: .* computed by teacher 'test_resnet' \(96-dim features, 3 classes\), but the given "
+        rf"teacher has {other.feature_dim}-dim"
+    )
+    with pytest.raises(TeacherOutputsMismatchError, match=message):
         teacher_outputs_dataset(toy_images(), stored, view_config=view_config, teacher=other)
 
 
