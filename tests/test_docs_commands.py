@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 ACTIVATE = "source .venv/bin/activate"
 FENCE = re.compile(r"^\s*```(\w*)\s*$")
-INLINE = re.compile(r"`([^`\n]+)`")
+INLINE = re.compile(r"`([^`]+)`")
 
 
 def is_command(tokens: list[str]) -> bool:
@@ -53,29 +53,34 @@ def shell_tokens(command: str) -> list[str]:
 
 
 def documented_commands() -> list[tuple[str, list[str]]]:
-    """`(where, tokens)` of every command of the documents, `where` as `file:line`."""
+    """`(where, tokens)` of every command of the documents, `where` as `file:line`. A code span of prose may run over
+    a line break, as wrapped paragraphs have them."""
     commands = []
+
+    def add(where: str, command: str) -> None:
+        tokens = shell_tokens(command)
+        if tokens and is_command(tokens):
+            commands.append((where, tokens))
+
     for document in DOCUMENTS:
-        lines = document.read_text().splitlines()
-        fence, pending, start = None, "", 0
-        for number, line in enumerate(lines, 1):
+        fence, pending, start, paragraph = None, "", 0, []
+        for number, line in enumerate([*document.read_text().splitlines(), ""], 1):
             opened = FENCE.match(line)
+            if fence is None and (opened or not line.strip()):  # the end of a paragraph of prose
+                text = "\n".join(text for _, text in paragraph)
+                for span in INLINE.finditer(text):
+                    add(f"{document.name}:{paragraph[0][0] + text.count(chr(10), 0, span.start())}", span.group(1))
+                paragraph = []
             if opened:
                 fence = None if fence is not None else opened.group(1) or "sh"
-                continue
-            if fence in ("bash", "sh", "shell", "console"):
+            elif fence in ("bash", "sh", "shell", "console"):
                 start = start if pending else number
                 pending += line.rstrip().removesuffix("\\") + " "
                 if not line.rstrip().endswith("\\"):
-                    tokens = shell_tokens(pending.strip())
-                    if tokens and is_command(tokens):
-                        commands.append((f"{document.name}:{start}", tokens))
+                    add(f"{document.name}:{start}", pending)
                     pending = ""
-            elif fence is None:
-                for span in INLINE.findall(line):
-                    tokens = shell_tokens(span)
-                    if tokens and is_command(tokens):
-                        commands.append((f"{document.name}:{number}", tokens))
+            elif fence is None and line.strip():
+                paragraph.append((number, line))
     return commands
 
 
