@@ -30,6 +30,20 @@ def test_step_benchmark_splits_each_step_and_counts_its_flops(tmp_path):
         assert result["overhead"] == pytest.approx(result["time_ratio"] / result["flop_ratio"])
 
 
+def test_step_shapes_are_the_imagenet_presets():
+    from gendd_hf import GenDDConfig
+    from gendd_hf.cli.presets import IMAGENET_OPTIMIZATION
+
+    shapes, config = step_speed.StepShapes(), GenDDConfig()
+    assert shapes.diffusion_batch_mul == IMAGENET_OPTIMIZATION["diffusion_batch_mul"]
+    assert (shapes.token_dim, shapes.head_width, shapes.head_depth) == (
+        config.token_dim,
+        config.head_width,
+        config.head_depth,
+    )
+    assert (shapes.student_name, shapes.teacher_feature_dim, shapes.image_size) == ("resnet18", 512, 224)
+
+
 def test_step_variants_are_the_switches_one_at_a_time():
     assert step_speed.StepOptions.from_variant("plain") == step_speed.StepOptions()
     assert step_speed.StepOptions.from_variant("bf16") == step_speed.StepOptions(bf16=True)

@@ -18,7 +18,6 @@ Usage:
 """
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -26,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .input_pipeline import LAYOUTS
-from .step_speed import METHODS, StepOptions, StepShapes
+from .step_speed import METHODS, StepOptions, StepShapes, write_results
 
 
 @dataclass(frozen=True)
@@ -105,21 +104,11 @@ def inference_throughput(sizes: CheckSizes, device: str) -> dict:
     """Images per second of the one-pass, fast and sampled paths at `sizes.inference_batch_size`."""
     import torch
 
-    from ..configuration_gendd import GenDDConfig
-    from ..modeling_gendd import GenDDForImageClassification
     from .fast_sampling import FAST_SETTING, PAPER_SETTING
     from .serving import batch_throughput, sampling_overrides
 
     shapes = sizes.shapes
-    config = GenDDConfig(
-        student_name=shapes.student_name,
-        teacher_feature_dim=shapes.teacher_feature_dim,
-        token_dim=shapes.token_dim,
-        head_width=shapes.head_width,
-        head_depth=shapes.head_depth,
-        num_labels=shapes.num_labels,
-    )
-    model = GenDDForImageClassification(config).eval().to(device)
+    model = shapes.model().eval().to(device)
     pixel_values = torch.randn(sizes.inference_batch_size, 3, shapes.image_size, shapes.image_size, device=device)
     paths = {"one_pass": ("probe", None), "fast": ("sampled", FAST_SETTING), "sampled": ("sampled", PAPER_SETTING)}
     rows = {}
@@ -204,9 +193,7 @@ def main(argv=None) -> dict:
     text = format_markdown(report)
     print(text)
     if args.output:
-        args.output.mkdir(parents=True, exist_ok=True)
-        (args.output / "gpu_check.json").write_text(json.dumps(report, indent=2) + "\n")
-        (args.output / "gpu_check.md").write_text(text)
+        write_results(args.output, "gpu_check", report, text)
     return report
 
 

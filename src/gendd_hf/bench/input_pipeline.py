@@ -22,11 +22,12 @@ Usage:
 """
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from .step_speed import write_results
 
 
 LAYOUTS = ("imagefolder", "parquet", "webdataset")
@@ -287,9 +288,7 @@ def main(argv=None) -> dict:
         )
     print(format_markdown(result))
     if args.output:
-        args.output.mkdir(parents=True, exist_ok=True)
-        (args.output / "input_pipeline.json").write_text(json.dumps(result, indent=2) + "\n")
-        (args.output / "input_pipeline.md").write_text(format_markdown(result))
+        write_results(args.output, "input_pipeline", result, format_markdown(result))
     return result
 
 

@@ -53,6 +53,22 @@ class StepShapes:
     head_depth: int = 3
     diffusion_batch_mul: int = 10
 
+    def model(self):
+        """A `GenDDForImageClassification` of these shapes, its weights from the global random state."""
+        from ..configuration_gendd import GenDDConfig
+        from ..modeling_gendd import GenDDForImageClassification
+
+        config = GenDDConfig(
+            student_name=self.student_name,
+            teacher_feature_dim=self.teacher_feature_dim,
+            token_dim=self.token_dim,
+            head_width=self.head_width,
+            head_depth=self.head_depth,
+            diffusion_batch_mul=self.diffusion_batch_mul,
+            num_labels=self.num_labels,
+        )
+        return GenDDForImageClassification(config)
+
 
 @dataclass(frozen=True)
 class StepOptions:
@@ -92,9 +108,7 @@ class TrainingStep:
         import torch
         from transformers import Trainer
 
-        from ..configuration_gendd import GenDDConfig
         from ..losses import kd_loss, soft_cross_entropy
-        from ..modeling_gendd import GenDDForImageClassification
         from ..trainer import parameter_groups
         from ..training_args import GenDDTrainingArguments
 
@@ -102,16 +116,7 @@ class TrainingStep:
             raise ValueError(f"Unknown method {method!r}; choose from {list(METHODS)}.")
         self.method, self.options, self.device = method, options, torch.device(device)
         torch.manual_seed(seed)
-        config = GenDDConfig(
-            student_name=shapes.student_name,
-            teacher_feature_dim=shapes.teacher_feature_dim,
-            token_dim=shapes.token_dim,
-            head_width=shapes.head_width,
-            head_depth=shapes.head_depth,
-            diffusion_batch_mul=shapes.diffusion_batch_mul,
-            num_labels=shapes.num_labels,
-        )
-        model = GenDDForImageClassification(config)
+        model = shapes.model()
         model.set_teacher_classifier(0.05 * torch.randn(shapes.num_labels, shapes.teacher_feature_dim))
         self.model = model.to(self.device).train()
         memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
@@ -292,6 +297,13 @@ def format_markdown(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def write_results(folder: Path, name: str, results: dict, markdown: str) -> None:
+    """`results` as `folder/name.json` and `markdown` as `folder/name.md`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (folder / f"{name}.md").write_text(markdown)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     defaults = StepShapes()
@@ -318,9 +330,7 @@ def main(argv=None) -> dict:
         results[variant] = benchmark(shapes, StepOptions.from_variant(variant), args.repeats, device=args.device)
         print(format_markdown({variant: results[variant]}), flush=True)
     if args.output:
-        args.output.mkdir(parents=True, exist_ok=True)
-        (args.output / "step_speed.json").write_text(json.dumps(results, indent=2) + "\n")
-        (args.output / "step_speed.md").write_text(format_markdown(results))
+        write_results(args.output, "step_speed", results, format_markdown(results))
     return results
 
 
