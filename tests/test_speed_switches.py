@@ -11,6 +11,7 @@ from transformers import TrainerCallback
 from helpers import toy_trainer
 
 
+pytestmark = pytest.mark.slow  # about a minute on 2 CPU cores
 STEPS = 4
 
 
