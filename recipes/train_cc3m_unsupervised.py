@@ -35,7 +35,11 @@ DEFAULTS = {
     "learning_rate": 2e-3,
     "per_device_train_batch_size": 64,
     "per_device_eval_batch_size": 64,
-    "warmup_steps": 0.05,
+    # The official unsupervised script's schedule (gendd_hf.schedules): 20 warm-up epochs of its 100, cosine to 1e-6.
+    "lr_scheduler_type": "cosine",
+    "lr_scheduler_kwargs": '{"warmup_epochs": 20, "min_lr": 1e-06, "num_epochs": 100}',
+    "warmup_steps": 0,
+    "adam_beta2_start": 0.96,
     "eval_strategy": "steps",
     "eval_steps": 5000,
     "save_strategy": "steps",

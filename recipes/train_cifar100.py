@@ -33,7 +33,12 @@ DEFAULTS = {
     "per_device_train_batch_size": 64,
     "per_device_eval_batch_size": 256,
     "num_train_epochs": 240,
-    "warmup_steps": 0.05,
+    # The official res56 -> res20 script's schedule (gendd_hf.schedules): 50 warm-up epochs, x0.1 at 150, 180, 210;
+    # its model samples with 100 steps.
+    "lr_scheduler_type": "constant_with_warmup",
+    "lr_scheduler_kwargs": '{"lr_decay_epochs": [150, 180, 210], "lr_decay_rate": 0.1, "warmup_epochs": 50}',
+    "warmup_steps": 0,
+    "num_inference_steps": 100,
     "eval_strategy": "epoch",
     "save_strategy": "epoch",
     "save_total_limit": 2,

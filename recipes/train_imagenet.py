@@ -30,7 +30,11 @@ DEFAULTS = {
     "learning_rate": 2e-3,
     "per_device_train_batch_size": 64,
     "per_device_eval_batch_size": 64,
-    "warmup_steps": 0.05,
+    # The official res34 -> res18 script's schedule (gendd_hf.schedules): per-epoch cosine to 1e-6, beta2 from 0.96.
+    "lr_scheduler_type": "cosine",
+    "lr_scheduler_kwargs": '{"warmup_epochs": 10, "min_lr": 1e-06}',
+    "warmup_steps": 0,
+    "adam_beta2_start": 0.96,
     "eval_strategy": "epoch",
     "save_strategy": "epoch",
     "save_total_limit": 2,

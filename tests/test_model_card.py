@@ -263,3 +263,21 @@ def test_bad_info_raises(override, message):
 def test_missing_template_raises(tmp_path):
     with pytest.raises(FileNotFoundError, match="template_path"):
         render_model_card(INFO, template_path=tmp_path / "missing.md")
+
+
+@pytest.mark.parametrize(
+    "steps, says",
+    [
+        (64, "the official ImageNet evaluation (sh/imagenet_eval_*.sh: 64 steps, 5 samples)"),
+        (100, "the official CIFAR evaluation (sh/evaluate.sh: the CIFAR model's 100 steps, 5 samples)"),
+        (8, None),
+    ],
+)
+def test_the_card_names_the_official_sampling_setting_it_uses(steps, says):
+    text = render_model_card(
+        {**INFO, "sampler": "ddpm", "guidance_scale": 2.0, "num_samples": 5, "num_inference_steps": steps}
+    )
+    if says is None:
+        assert "samples averaged per image." in text and "the official" not in text
+    else:
+        assert f"samples averaged per image: {says}." in text

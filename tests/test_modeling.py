@@ -1,3 +1,4 @@
+import hashlib
 import json
 import re
 import subprocess
@@ -19,6 +20,7 @@ from transformers import (
 
 from gendd_hf import GenDDForImageClassification
 from gendd_hf.diffusion import merge_tokens
+from gendd_hf.sampling import content_seeds, image_generators
 from helpers import tiny_model
 
 
@@ -275,6 +277,24 @@ def test_an_image_gets_the_same_sampled_logits_alone_and_in_any_batch(model):
     assert torch.equal(model.generate_features(batch), reseeded)
     drawn = model.generate_features(batch, generator=torch.Generator().manual_seed(0))
     assert not torch.allclose(drawn, reseeded)
+
+
+def test_each_image_draws_its_own_noise_seeded_from_its_pixels():
+    # The seed of an image is a 64-bit BLAKE2b digest of its bytes keyed with the sampling seed (hand-computed here):
+    # equal images draw equal noise, different images independent noise, unlike one seed shared by every image.
+    rows = torch.stack([PIXELS[0], PIXELS[0], PIXELS[1]])
+    seeds = content_seeds(rows, 5)
+    digest = hashlib.blake2b(PIXELS[1].numpy().tobytes(), digest_size=8, key=b"5").digest()
+    assert seeds[2] == int.from_bytes(digest, "little")
+    assert seeds[0] == seeds[1] != seeds[2]
+    assert all(a != b for a, b in zip(seeds, content_seeds(rows, 6)))
+    first_draws = [torch.randn(4, generator=generator) for generator in image_generators(seeds, torch.device("cpu"))]
+    assert torch.equal(first_draws[0], first_draws[1]) and not torch.allclose(first_draws[0], first_draws[2])
+    # Through the model: the two copies of one image get the same features, the other image another draw.
+    model = tiny_model().eval()
+    features = model.generate_features(rows)
+    assert torch.equal(features[0], features[1])
+    assert torch.allclose(model.generate_features(rows[2:]), features[2:], atol=1e-5)
 
 
 def test_sampling_config_is_saved_loaded_and_overridden(model, tmp_path):

@@ -57,6 +57,7 @@ def test_distil_probe_fits_the_teacher_classifier_of_the_estimate(monkeypatch):
     with torch.no_grad():
         z = model.eval().extract_features(pixels)
         assert torch.allclose(model.probe(z), model.classify_features(z @ a.T + c), atol=1e-3)
+    assert torch.equal(calls[0].pop("pixel_values"), pixels[:64])  # each image's noise is seeded from its pixels
     assert calls[0] == {"num_inference_steps": None, "guidance_scale": None, "num_samples": 1, "sampler": None}
     assert report["num_images"] == 200 and report["top1_agreement"] == 1.0 and report["mse"] < 1e-6
     assert model.config.one_pass["num_samples"] == 1 and model.config.one_pass["max_images"] == 10_000
@@ -64,15 +65,16 @@ def test_distil_probe_fits_the_teacher_classifier_of_the_estimate(monkeypatch):
 
 def test_one_pass_probe_agrees_with_the_sampled_path_on_a_tiny_head():
     """On real sampled-path outputs the fit is least squares: its error is below that of the probe it replaces, and it
-    agrees with the estimate's top-1 on most of the images it was fitted on."""
+    agrees with the estimate's top-1 on most of the images it was fitted on (each image's one sample is an
+    independent draw, so a linear map of z cannot follow all of them)."""
     model = tiny_model().eval()
     with torch.no_grad():
         z = model.extract_features(PIXELS)
-        target = model.classify_features(model.sample_features(z, num_samples=1))
+        target = model.classify_features(model.sample_features(z, num_samples=1, pixel_values=PIXELS))
         before = (model.probe(z) - target).pow(2).mean().item()
     report = distil_probe(model, [PIXELS])
     assert report["mse"] < before
-    assert report["top1_agreement"] >= 0.9
+    assert report["top1_agreement"] > 0.5
 
 
 def test_one_pass_training_option_refits_the_probe_on_the_training_images(tmp_path):
@@ -86,7 +88,7 @@ def test_one_pass_training_option_refits_the_probe_on_the_training_images(tmp_pa
     pixels = torch.stack([TRANSFORM(image.convert("L")) for image in dataset["image"]])
     with torch.no_grad():
         z = model.eval().extract_features(pixels)
-        target = model.classify_features(model.sample_features(z, num_samples=1))
+        target = model.classify_features(model.sample_features(z, num_samples=1, pixel_values=pixels))
         weight, bias = fit_linear(z, target, OnePassConfig().ridge)
         assert torch.allclose(model.probe(z), z @ weight.T + bias, atol=1e-4)
 
@@ -133,7 +135,7 @@ def test_one_pass_command_on_a_saved_model(tmp_path, capsys):
         assert torch.allclose(plain(pixel_values).logits, expected, rtol=1e-4, atol=1e-3)
         # ... and it is the fit to the sampled path on those images.
         z = fitted.extract_features(pixel_values)
-        target = fitted.classify_features(fitted.sample_features(z, num_samples=1))
+        target = fitted.classify_features(fitted.sample_features(z, num_samples=1, pixel_values=pixel_values))
     assert not torch.allclose(expected, model.eval().probe(z))  # the probe changed
     assert (expected.argmax(-1) == target.argmax(-1)).float().mean() >= 0.75
 

@@ -4,6 +4,7 @@ script on tiny generated data, with tiny models in place of the paper's."""
 import functools
 import gc
 import json
+import math
 import runpy
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from safetensors.torch import save_file
 from gendd_hf.cli import parse_recipe_args, presets
 from gendd_hf.cli.presets import PRESETS, Preset, format_presets, get_preset, prerequisites
 from gendd_hf.data.imagenet_lt import save_imagenet_lt
+from gendd_hf.schedules import epoch_scheduler
 from gendd_hf.training_args import GenDDTrainingArguments
 
 
@@ -118,6 +120,45 @@ def test_settings_of_the_paper():
     assert json.loads(teacher["lr_scheduler_kwargs"])["lr_decay_epochs"] == [150, 180, 210]
     assert get_preset("cifar100-ce-shufflenet_v1")["learning_rate"] == 0.01
     assert get_preset("imagenet-lt-resnext101-resnet50")["num_train_epochs"] == 90
+
+
+# Learning rates per epoch (0-based) and AdamW's first beta2, written from the official scripts:
+# GenDD_imagenet/main_supervised_gendd.py (adjust_learning_rate_cos, min_lr 1e-6, adam_beta_min 0.96; warmup_epochs 20,
+# 10 in sh/imagenet_train_res34res18_gendd.sh), main_gendd_pretrain.py (20 epochs, no warm-up, beta2 0.999),
+# GenDD_cifar/train_student_gendd.py (adjust_learning_rate from epoch 1, sh/train_res56_res20_gendd.sh: lr 1e-3,
+# warmup_epochs 50; adam_beta_min 0.95) and train_student_pretrain.py (cosine over 50 epochs, floor 0).
+OFFICIAL_SCHEDULES = {
+    "imagenet-resnet34-resnet18": ({0: 2e-4, 9: 2e-3, 99: 1e-6}, 0.96),
+    "imagenet-resnet50-mobilenetv1": ({0: 1e-4, 19: 2e-3, 99: 1e-6}, 0.96),
+    "imagenet-resnet34-resnet18-stage1": (
+        {0: 1e-6 + (2e-3 - 1e-6) * 0.5 * (1 + math.cos(math.pi / 20)), 19: 1e-6},
+        None,
+    ),
+    "imagenet-beitv2_large-resnet50-a1": ({0: 1e-4, 19: 2e-3, 599: 1e-6}, 0.96),
+    "cifar100-resnet56-resnet20": (
+        {0: 2e-5, 48: 9.8e-4, 49: 9.8e-4, 149: 9.8e-4, 150: 1e-4, 180: 1e-5, 239: 1e-6},
+        0.95,
+    ),
+    "cifar100-resnet56-resnet20-stage1": ({0: 3e-3 * 0.5 * (1 + math.cos(math.pi / 50)), 49: 0.0}, None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OFFICIAL_SCHEDULES))
+def test_schedules_are_the_official_scripts(tmp_path, name):
+    expected, beta2_start = OFFICIAL_SCHEDULES[name]
+    preset = get_preset(name)
+    fields = ("learning_rate", "num_train_epochs", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps")
+    args = GenDDTrainingArguments(output_dir=str(tmp_path), **{k: preset[k] for k in fields}, report_to="none")
+    epochs = int(preset["num_train_epochs"])
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=args.learning_rate)
+    scheduler = epoch_scheduler(args, optimizer, num_training_steps=epochs)  # one step an epoch
+    rates = []
+    for _ in range(epochs):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert [rates[epoch] for epoch in expected] == pytest.approx(list(expected.values()), rel=1e-9, abs=1e-15)
+    assert preset.get("adam_beta2_start") == beta2_start  # stage 1 keeps beta2 at 0.999 (no schedule)
 
 
 def test_get_preset_is_a_fresh_dict_and_names_the_near_misses():

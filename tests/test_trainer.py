@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from transformers import HfArgumentParser, TrainerCallback
 
-from gendd_hf import TimmTeacher
+from gendd_hf import GenDDForImageClassification, TimmTeacher
 from gendd_hf.callbacks import cosine_beta2
 from gendd_hf.data import ImageCollator, build_transforms, mixup_fn
 from gendd_hf.losses import dkd_loss
@@ -23,6 +23,8 @@ from helpers import (
     TEACHER_DIM,
     TRANSFORM,
     CrashAtStep,
+    tiny_config,
+    tiny_model,
     toy_args,
     toy_dataset,
     toy_model,
@@ -254,6 +256,24 @@ def test_optimizer_groups_follow_the_gendd_code(tmp_path):
     assert {group["name"] for group in baseline.param_groups} == {"decay"}  # the head is frozen
 
 
+def test_optimizer_groups_put_ln_parameters_in_the_no_decay_group(tmp_path):
+    # The official rule is by name: a student norm called ln_1 (as in ViTs) is not decayed in GenDD's main stage,
+    # but is decayed in stage 1 (the official stage-1 scripts decay every parameter) and by the baselines.
+    from gendd_hf.trainer import parameter_groups
+
+    model = tiny_model()
+    model.student.ln_1 = torch.nn.LayerNorm(4)
+    grouped = {}
+    for method, stage in (("gendd", "main"), ("gendd", "pretrain"), ("kd", "main")):
+        args = GenDDTrainingArguments(output_dir=str(tmp_path), method=method, stage=stage, report_to="none")
+        names = {id(p): name for name, p in model.named_parameters()}
+        grouped[method, stage] = {g["name"]: {names[id(p)] for p in g["params"]} for g in parameter_groups(model, args)}
+    assert {"student.ln_1.weight", "student.ln_1.bias"} <= grouped["gendd", "main"]["head"]
+    assert "student.bn1.weight" in grouped["gendd", "main"]["decay"]
+    for key in (("gendd", "pretrain"), ("kd", "main")):
+        assert {"student.ln_1.weight", "student.ln_1.bias"} <= grouped[key]["decay"]
+
+
 # ---- evaluation ---------------------------------------------------------------------------------------------------
 def test_evaluate_reports_top1_top5_of_both_paths_as_computed_by_hand(tmp_path):
     num_classes = 7
@@ -320,12 +340,23 @@ def test_baselines_report_the_probe_path_only(tmp_path):
 
 
 # ---- stage 1 ------------------------------------------------------------------------------------------------------
+def test_stage1_projection_is_linear_or_the_identity_for_equal_widths():
+    # The official code projects with nn.Linear(d_s, d_t) only when the widths differ (nn.Sequential() otherwise).
+    projection = tiny_model().add_feature_projection()  # test_resnet's 96-d feature -> a 32-d teacher space
+    assert isinstance(projection, torch.nn.Linear) and (projection.in_features, projection.out_features) == (96, 32)
+    assert isinstance(
+        GenDDForImageClassification(tiny_config(teacher_feature_dim=96)).add_feature_projection(), torch.nn.Identity
+    )
+
+
 def test_stage1_trains_student_and_projection_then_init_from_starts_stage2(tmp_path):
+    # The toy student and teacher are both 96-d: the projection is the identity, so stage 1 trains the student alone.
     stage1 = toy_trainer(tmp_path, stage="pretrain", max_steps=3)
     model = stage1.model
     before = snapshot(model)
     stage1.train()
-    assert changed(before, model, "student.") and changed(before, model, "feature_projection.")
+    assert isinstance(model.feature_projection, torch.nn.Identity)
+    assert changed(before, model, "student.")
     assert not changed(before, model, "head.") and not changed(before, model, "probe.")
     assert set(training_logs(stage1)[0]) >= {"ce_loss"}
     metrics = stage1.evaluate()
@@ -333,7 +364,7 @@ def test_stage1_trains_student_and_projection_then_init_from_starts_stage2(tmp_p
     stage1.save_model(str(tmp_path / "stage1"))
 
     saved = load_file(tmp_path / "stage1" / "model.safetensors")
-    assert "feature_projection.weight" in saved
+    assert not any(name.startswith("feature_projection.") for name in saved)
     stage2 = toy_trainer(tmp_path, model=toy_model(seed=7), init_from=str(tmp_path / "stage1"), max_steps=1)
     student = stage2.model.student.state_dict()
     assert all(

@@ -51,8 +51,10 @@ class GenDDSamplingConfig:
         num_samples (`int`, *optional*, defaults to 5):
             Independent feature samples averaged before the teacher classifier.
         seed (`int`, *optional*, defaults to 0):
-            Seed of the sampling noise when no `generator` is given. Every image then draws the same noise from its
-            own generator, so its prediction is the same on every call, whatever its batch and batch mates.
+            Seed of the sampling noise when no `generator` is given. Each image then draws its noise from its own
+            generator, seeded from this seed and the image's pixels (`sampling.content_seeds`): draws are independent
+            across images, as in the official sampler, and an image's prediction is the same on every call, whatever
+            its batch and batch mates.
         mean_timestep (`int`, *optional*, defaults to 700):
             Noise level of the `"mean"` sampler: the head's `x_0` prediction at this timestep is the estimate. Lower
             values pull the estimate toward the centre of the targets' range, higher ones amplify the head's epsilon
@@ -149,6 +151,26 @@ class GenDDSamplingConfig:
         their `config.json`."""
         legacy = {field.name: getattr(config, field.name) for field in fields(cls) if hasattr(config, field.name)}
         return cls(**legacy)
+
+
+OFFICIAL_SAMPLING = {
+    "the official ImageNet evaluation (sh/imagenet_eval_*.sh: 64 steps, 5 samples)": GenDDSamplingConfig(),
+    "the official CIFAR evaluation (sh/evaluate.sh: the CIFAR model's 100 steps, 5 samples)": GenDDSamplingConfig(
+        num_inference_steps=100
+    ),
+}
+"""The official code's sampling settings (DDPM, guidance 2.0): GenDD_imagenet/models/diff_model.py samples with 64
+steps, GenDD_cifar/models/diff_model.py with 100; both evaluation scripts average `--num_sampling 5` samples."""
+
+
+def official_sampling_name(sampling: GenDDSamplingConfig) -> str | None:
+    """Which official setting `sampling`'s sampler, steps, guidance and samples are (a key of `OFFICIAL_SAMPLING`);
+    `None` if neither."""
+    keys = ("sampler", "num_inference_steps", "guidance_scale", "num_samples")
+    for name, official in OFFICIAL_SAMPLING.items():
+        if all(getattr(sampling, key) == getattr(official, key) for key in keys):
+            return name
+    return None
 
 
 class GenDDConfig(PretrainedConfig):
@@ -322,4 +344,4 @@ class GenDDConfig(PretrainedConfig):
         )
 
 
-__all__ = ["GenDDConfig", "GenDDSamplingConfig"]
+__all__ = ["OFFICIAL_SAMPLING", "GenDDConfig", "GenDDSamplingConfig", "official_sampling_name"]

@@ -12,7 +12,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
-from .configuration_gendd import INFERENCE_PATHS
+from .configuration_gendd import INFERENCE_PATHS, GenDDSamplingConfig, official_sampling_name
 from .losses import METHODS, UNSUPERVISED_METHODS
 
 
@@ -186,6 +186,13 @@ class ModelCardInfo:
                         "returned by top_k_accuracy (divide percentages by 100)."
                     )
 
+    @property
+    def official_sampling(self) -> str | None:
+        """Which official setting the sampled path uses (`OFFICIAL_SAMPLING`), e.g. the CIFAR one; `None` if
+        neither."""
+        keys = ("sampler", "num_inference_steps", "guidance_scale", "num_samples")
+        return official_sampling_name(GenDDSamplingConfig(**{key: getattr(self, key) for key in keys}))
+
     @classmethod
     def from_model(cls, model, **fields) -> ModelCardInfo:
         """Fill the student, method and sampling fields from a GenDD model's `config` and `sampling_config`; `fields`
@@ -293,6 +300,7 @@ def render_model_card(info: ModelCardInfo | dict, template_path: str | Path | No
         card_data,
         template_path=str(template_path),
         info=dataclasses.asdict(info),
+        official_sampling=info.official_sampling,
         results=results,
         train_data=_dataset_markdown(info.dataset, info.dataset_name),
         eval_data=_dataset_markdown(*_eval_data(info)),

@@ -354,8 +354,9 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
         in eval mode: `config.temperatures[path]`, fitted by `gendd_hf.calibration.calibrate_model`, else 1.0."""
         return float(self.config.temperatures.get(inference_path or self.config.inference_path, 1.0))
 
-    def add_feature_projection(self) -> nn.Linear:
-        """Add (once) and return `feature_projection`, the linear map `d_s -> d_t` of GenDD's stage 1.
+    def add_feature_projection(self) -> nn.Module:
+        """Add (once) and return `feature_projection`, GenDD's stage-1 map `d_s -> d_t`: a linear layer, or the
+        identity when the widths are equal (`d_s == d_t`, e.g. ResNet34 -> ResNet18), as in the official code.
 
         Stage 1 trains the student so that `classify_features(feature_projection(z))` fits the labels before the
         diffusion stage (`GenDDTrainer` with `stage="pretrain"`). The projection is not part of the config: a
@@ -363,8 +364,11 @@ class GenDDForImageClassification(GenDDPreTrainedModel):
         GenDD model without the projection.
         """
         if not hasattr(self, "feature_projection"):
-            self.feature_projection = nn.Linear(self.student_feature_dim, self.config.teacher_feature_dim)
-            self.feature_projection.to(self.probe.weight.device)
+            if self.student_feature_dim == self.config.teacher_feature_dim:
+                self.feature_projection = nn.Identity()
+            else:
+                self.feature_projection = nn.Linear(self.student_feature_dim, self.config.teacher_feature_dim)
+                self.feature_projection.to(self.probe.weight.device)
         return self.feature_projection
 
     def extract_features(self, pixel_values: torch.Tensor) -> torch.Tensor:

@@ -57,14 +57,18 @@ class OnePassConfig:
 
 
 @torch.no_grad()
-def target_logits(model, student_features: torch.Tensor, config: OnePassConfig) -> torch.Tensor:
-    """The teacher classifier's logits of the head's estimate for student features `z` `(B, d_s)`."""
+def target_logits(
+    model, student_features: torch.Tensor, config: OnePassConfig, pixel_values: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The teacher classifier's logits of the head's estimate for student features `z` `(B, d_s)` of the images
+    `pixel_values` (which seed each image's noise, as in the sampled path; `z` when they are not given)."""
     features = model.sample_features(
         student_features,
         num_inference_steps=config.num_inference_steps,
         guidance_scale=config.guidance_scale,
         num_samples=config.num_samples,
         sampler=config.sampler,
+        pixel_values=pixel_values,
     )
     return model.classify_features(features)
 
@@ -105,9 +109,10 @@ def distil_probe(
         for pixel_values in pixel_batches:
             if config.max_images is not None and sum(len(z) for z in features) >= config.max_images:
                 break
-            z = model.extract_features(pixel_values.to(model.probe.weight.device)).float()
+            pixel_values = pixel_values.to(model.probe.weight.device)
+            z = model.extract_features(pixel_values).float()
             features.append(z)
-            targets.append(target_logits(model, z, config).float())
+            targets.append(target_logits(model, z, config, pixel_values).float())
             progress.update(len(z))
     z, t = torch.cat(features), torch.cat(targets)
     if gather is not None:

@@ -5,6 +5,9 @@ This module travels with saved models (``trust_remote_code``), so it imports onl
 siblings.
 """
 
+import hashlib
+from collections.abc import Sequence
+
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from diffusers.utils.torch_utils import randn_tensor
@@ -95,9 +98,24 @@ def guided_output(
     return torch.cat([eps, output[0, ..., k:]], dim=-1)
 
 
-def image_generators(batch_size: int, seed: int, device: torch.device) -> list[torch.Generator]:
-    """One generator per image, all seeded with `seed`: every image draws the same noise whatever its batch."""
-    return [torch.Generator(device).manual_seed(seed) for _ in range(batch_size)]
+def content_seeds(rows: torch.Tensor, seed: int) -> list[int]:
+    """One noise seed per row of `rows` (an image, or a student feature): a 64-bit BLAKE2b digest of the row's bytes
+    keyed with `seed`. Different images draw independent noise (the official sampler's draws are independent too),
+    while an image draws the same noise alone or in any batch, on every call: its prediction is reproducible."""
+    rows = rows.detach().to("cpu").contiguous()
+    key = str(seed).encode()
+    return [
+        int.from_bytes(
+            hashlib.blake2b(row.view(torch.uint8).numpy().tobytes(), digest_size=8, key=key).digest(), "little"
+        )
+        for row in rows
+    ]
+
+
+def image_generators(seeds: Sequence[int], device: torch.device) -> list[torch.Generator]:
+    """One generator per image, seeded with its seed (`content_seeds`): an image's noise does not depend on its
+    batch."""
+    return [torch.Generator(device).manual_seed(seed) for seed in seeds]
 
 
 @torch.no_grad()

@@ -44,7 +44,7 @@ from .model_card import ModelCardInfo, describe_teacher, recorded_card_fields, w
 from .modeling_gendd import GenDDForImageClassification, GenDDImageClassifierOutput
 from .one_pass import OnePassConfig, distil_probe
 from .progress import is_terminal
-from .schedules import step_decay_scheduler
+from .schedules import epoch_scheduler
 from .teacher import TimmTeacher
 from .training_args import GenDDTrainingArguments
 
@@ -190,18 +190,21 @@ def resolve_checkpoint(resume_from_checkpoint: str | os.PathLike | bool | None, 
     return folder
 
 
-def parameter_groups(model: nn.Module, weight_decay: float, head_weight_decay: float) -> list[dict]:
-    """AdamW groups of the trainable parameters, by the GenDD code's rule: `"head"` (the diffusion head,
-    `head_weight_decay`, 0 in GenDD) and `"decay"` (everything else, `weight_decay`: the student's norms and biases
-    and the head's condition LayerNorm too, which the reference keeps outside its diffusion module). Frozen parameters
-    are left out; empty groups too."""
+def parameter_groups(model: nn.Module, args: GenDDTrainingArguments) -> list[dict]:
+    """AdamW groups of the trainable parameters, by the GenDD code's rule (`param_groups_setup`: a name containing
+    "diffloss" or "ln"): `"head"` (`args.head_weight_decay`, 0 in GenDD) holds the diffusion head and, in GenDD's main
+    stage, every parameter whose name contains "ln" (e.g. a ViT student's `ln_1`/`ln_2`); `"decay"`
+    (`args.weight_decay`) holds everything else: the student's other norms and biases, and the head's condition
+    LayerNorm, which the reference keeps outside its diffusion module. Stage 1 and the baselines decay every student
+    parameter (the official stage-1 scripts decay all). Frozen parameters are left out; empty groups too."""
+    gendd_main = args.stage == "main" and args.method in GENDD_METHODS
     groups = {"decay": [], "head": []}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
         in_head = name.startswith("head.") and not name.startswith("head.condition_norm.")
-        groups["head" if in_head else "decay"].append(parameter)
-    decay = {"decay": weight_decay, "head": head_weight_decay}
+        groups["head" if in_head or (gendd_main and "ln" in name) else "decay"].append(parameter)
+    decay = {"decay": args.weight_decay, "head": args.head_weight_decay}
     return [{"params": params, "weight_decay": decay[name], "name": name} for name, params in groups.items() if params]
 
 
@@ -429,19 +432,17 @@ class GenDDTrainer(Trainer):
         return distil_probe(model, batches, config, gather=self.accelerator.gather)
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
-        """The schedule of `args.lr_scheduler_type`, or the step decay that `args.lr_scheduler_kwargs` asks for
-        (`lr_decay_epochs`, `lr_decay_rate`; see [`step_decay_scheduler`])."""
+        """The schedule of `args.lr_scheduler_type`, or the official per-epoch cosine or step decay that
+        `args.lr_scheduler_kwargs` asks for (`warmup_epochs`, `min_lr`, `lr_decay_epochs`; see [`epoch_scheduler`])."""
         if self.lr_scheduler is None:
-            self.lr_scheduler = step_decay_scheduler(self.args, optimizer or self.optimizer, num_training_steps)
+            self.lr_scheduler = epoch_scheduler(self.args, optimizer or self.optimizer, num_training_steps)
         return super().create_scheduler(num_training_steps, optimizer)
 
     def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
         """The optimizer of `args.optim` (AdamW by default) over [`parameter_groups`]."""
         if self.optimizer is None:
             opt_model = self.model if model is None else model
-            groups = parameter_groups(
-                self.accelerator.unwrap_model(opt_model), self.args.weight_decay, self.args.head_weight_decay
-            )
+            groups = parameter_groups(self.accelerator.unwrap_model(opt_model), self.args)
             optimizer_cls, optimizer_kwargs = self.optimizer_cls_and_kwargs or self.get_optimizer_cls_and_kwargs(
                 self.args, opt_model
             )

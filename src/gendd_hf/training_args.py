@@ -26,8 +26,9 @@ class GenDDTrainingArguments(TrainingArguments):
     optimisation settings of the GenDD paper (arXiv 2507.14503). Parsed from the command line by
     `HfArgumentParser`, like any `TrainingArguments`.
 
-    Defaults that differ from `TrainingArguments`: `lr_scheduler_type="cosine"` (warm up with `warmup_steps`, a step
-    count or a ratio in [0, 1)), `weight_decay=0.05`, `max_grad_norm=0` (no clipping, as the GenDD code),
+    Defaults that differ from `TrainingArguments`: `lr_scheduler_type="cosine"` (transformers' per-step cosine after
+    `warmup_steps`; the recipes set the official per-epoch schedules through `lr_scheduler_kwargs`, see
+    `gendd_hf.schedules`), `weight_decay=0.05`, `max_grad_norm=0` (no clipping, as the GenDD code),
     `remove_unused_columns=False` (the raw `image` column must reach the collator) and
     `ddp_find_unused_parameters=False` (the trainer freezes what a method does not use). Where torch finds no
     accelerator, `dataloader_pin_memory` is switched off (pinned memory only speeds up copies to one, and torch warns
@@ -65,7 +66,10 @@ class GenDDTrainingArguments(TrainingArguments):
     dkd_warmup_epochs: float | None = field(
         default=None, metadata={"help": "Epochs over which the DKD loss ramps in (default: dkd_defaults's)."}
     )
-    adam_beta2_start: float = field(default=0.95, metadata={"help": "AdamW beta2 at the first step."})
+    adam_beta2_start: float = field(
+        default=0.95,
+        metadata={"help": "AdamW beta2 at the first step (0.95 in the official CIFAR code, 0.96 in the ImageNet one)."},
+    )
     adam_beta2_end: float = field(default=0.999, metadata={"help": "AdamW beta2 at the last step (cosine ramp)."})
     head_weight_decay: float = field(
         default=0.0,
@@ -115,7 +119,15 @@ class GenDDTrainingArguments(TrainingArguments):
         default="teacher_logits",
         metadata={"help": "Batch key of precomputed teacher logits (computed from the features when absent)."},
     )
-    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule (cosine in GenDD)."})
+    lr_scheduler_type: str = field(
+        default="cosine",
+        metadata={
+            "help": "Learning-rate schedule. The recipes use the official per-epoch ones through "
+            "lr_scheduler_kwargs (gendd_hf.schedules): ImageNet and CC3M a cosine after warmup_epochs down to min_lr "
+            "1e-6, CIFAR-100 step decay (constant_with_warmup) at epochs 150/180/210 after warmup_epochs. Without "
+            "those kwargs, transformers' per-step schedule."
+        },
+    )
     weight_decay: float = field(
         default=0.05,
         metadata={

@@ -23,6 +23,7 @@ from pathlib import PurePosixPath
 from types import MappingProxyType
 from typing import Any
 
+from ..configuration_gendd import OFFICIAL_SAMPLING
 from ..data.transforms import AUGMENTATIONS
 from ..losses import METHODS
 from ..training_args import STAGES
@@ -122,11 +123,16 @@ def _preset(
     return Preset(name, recipe, experiment, group, {"output_dir": _output_dir(name), **overrides}, gpu_hours, **kwargs)
 
 
-def _step_decay(*epochs: int) -> dict[str, Any]:
-    return {
-        "lr_scheduler_type": "constant_with_warmup",
-        "lr_scheduler_kwargs": json.dumps({"lr_decay_epochs": list(epochs), "lr_decay_rate": 0.1}),
-    }
+def _step_decay(*epochs: int, warmup_epochs: int = 0) -> dict[str, Any]:
+    """The official CIFAR step schedule (`gendd_hf.schedules.EpochSchedule`): per-epoch warm-up, x0.1 at `epochs`."""
+    kwargs = {"lr_decay_epochs": list(epochs), "lr_decay_rate": 0.1, "warmup_epochs": warmup_epochs}
+    return {"lr_scheduler_type": "constant_with_warmup", "lr_scheduler_kwargs": json.dumps(kwargs), "warmup_steps": 0}
+
+
+def _epoch_cosine(warmup_epochs: int, min_lr: float, **kwargs: Any) -> dict[str, Any]:
+    """The official cosine (`gendd_hf.schedules.EpochSchedule`): per-epoch warm-up, then down to `min_lr`."""
+    kwargs = {"warmup_epochs": warmup_epochs, "min_lr": min_lr, **kwargs}
+    return {"lr_scheduler_type": "cosine", "lr_scheduler_kwargs": json.dumps(kwargs), "warmup_steps": 0}
 
 
 # ---- CIFAR-100 ------------------------------------------------------------------------------------------------------
@@ -138,6 +144,8 @@ CIFAR100_DATA = {  # its columns, img and fine_label, are found automatically
     "augmentation": "small",
 }
 CIFAR_EPOCHS = 240
+CIFAR_ADAM_BETA2_START = 0.95  # train_student_gendd.py's adam_beta_min
+CIFAR_SAMPLING = next(config for name, config in OFFICIAL_SAMPLING.items() if "CIFAR" in name)
 KD_CIFAR_LR_DECAY_EPOCHS = (150, 180, 210)
 KD_CIFAR_SCHEDULE = {
     # Cross-entropy training of the CIFAR-100 distillation benchmarks (CRD, DKD): 240 epochs of SGD with momentum
@@ -205,14 +213,18 @@ def _cifar_pair(pair: _CifarPair, group: str) -> list[Preset]:
         "teacher_checkpoint": _teacher_checkpoint(f"cifar100-ce-{pair.teacher}"),
         "student_name": f"cifar_{pair.student}",
     }
-    stage1 = {
+    stage1 = {  # train_student_pretrain.py: cosine over the stage's epochs, no warm-up, floor 0
         "learning_rate": 3e-3,
         "weight_decay": pair.weight_decay,
         "per_device_train_batch_size": 64,
         "num_train_epochs": 50,
+        **_epoch_cosine(warmup_epochs=0, min_lr=0.0),
         **pair.stage1,
     }
-    schedule = {"lr_scheduler_type": "cosine"} if pair.cosine else _step_decay(*KD_CIFAR_LR_DECAY_EPOCHS)
+    if pair.cosine:  # train_student_gendd.py --cos: adjust_learning_rate_cos, floor 0 (min_learning_rate)
+        schedule = _epoch_cosine(warmup_epochs=pair.warmup_epochs, min_lr=0.0)
+    else:  # adjust_learning_rate: per-epoch warm-up, then x0.1 after epochs 150, 180 and 210
+        schedule = _step_decay(*KD_CIFAR_LR_DECAY_EPOCHS, warmup_epochs=pair.warmup_epochs)
     notes = "Settings of the authors' script for this pair"
     if pair.contraction != 0.9:
         notes += f" (its lambda {pair.contraction}; the paper's text says 0.9 for every pair)"
@@ -245,10 +257,12 @@ def _cifar_pair(pair: _CifarPair, group: str) -> list[Preset]:
                 "weight_decay": pair.weight_decay,
                 "head_weight_decay": pair.head_weight_decay,
                 "per_device_train_batch_size": pair.batch_size,
-                "warmup_steps": pair.warmup_epochs / CIFAR_EPOCHS,
+                "adam_beta2_start": CIFAR_ADAM_BETA2_START,
                 **schedule,
                 "contraction": pair.contraction,
                 "diffusion_batch_mul": pair.diffusion_batch_mul,
+                "num_inference_steps": CIFAR_SAMPLING.num_inference_steps,
+                "num_samples": CIFAR_SAMPLING.num_samples,
             },
             paper_top1=pair.paper_top1,
             top1_source="paper" if pair.paper_top1 is not None else "",
@@ -340,21 +354,29 @@ CIFAR_STUDENTS = (
 
 # ---- ImageNet -------------------------------------------------------------------------------------------------------
 IMAGENET_DATA = {"dataset_name": "imagenet-1k", "train_split": "train", "eval_split": "validation", "image_size": 224}
-# lr 2e-3 at a total batch of 512 (8 x 64), AdamW, weight decay 0.02, cosine after 10 % warm-up, 10 diffusion rows.
+# The official ImageNet scripts (main_supervised_gendd.py, main_unsupervised_gendd.py, main_gendd_lt.py): lr 2e-3 at a
+# total batch of 512 (8 x 64), AdamW, weight decay 0.02, 10 diffusion rows, beta2 from 0.96 (adam_beta_min), and the
+# per-epoch cosine of adjust_learning_rate_cos down to min_lr 1e-6 after warmup_epochs (default 20; the
+# res34 -> res18 script passes 10).
+IMAGENET_MIN_LR = 1e-6
+IMAGENET_WARMUP_EPOCHS = 20
+IMAGENET_ADAM_BETA2_START = 0.96
 IMAGENET_OPTIMIZATION = {
     "learning_rate": 2e-3,
     "per_device_train_batch_size": 64,
     "weight_decay": 0.02,
-    "lr_scheduler_type": "cosine",
-    "warmup_steps": 0.1,
     "diffusion_batch_mul": 10,
+    "adam_beta2_start": IMAGENET_ADAM_BETA2_START,
+    **_epoch_cosine(IMAGENET_WARMUP_EPOCHS, IMAGENET_MIN_LR),
 }
+# main_gendd_pretrain.py: 20 epochs, its cosine without warm-up down to 1e-6, beta2 0.999 throughout.
 IMAGENET_STAGE1 = {
     "stage": "pretrain",
     "num_train_epochs": 20,
     "learning_rate": 2e-3,
     "per_device_train_batch_size": 64,
     "weight_decay": 0.02,
+    **_epoch_cosine(0, IMAGENET_MIN_LR),
 }
 
 
@@ -365,9 +387,11 @@ def _imagenet_pair(
     models: Mapping[str, str],
     training_recipe: str,
     gpu_hours: float,
+    warmup_epochs: int = IMAGENET_WARMUP_EPOCHS,
     **kwargs: Any,
 ) -> list[Preset]:
-    """Stage 1 (20 epochs) and GenDD on ImageNet-1k with one of the paper's recipes (`IMAGENET_RECIPES`)."""
+    """Stage 1 (20 epochs) and GenDD on ImageNet-1k with one of the paper's recipes (`IMAGENET_RECIPES`), warming up
+    over `warmup_epochs` as the pair's official script does."""
     shared = {**IMAGENET_DATA, **models, "method": "gendd"}
     return [
         _preset(
@@ -387,6 +411,7 @@ def _imagenet_pair(
             overrides={
                 **shared,
                 **IMAGENET_OPTIMIZATION,
+                **_epoch_cosine(warmup_epochs, IMAGENET_MIN_LR),
                 **IMAGENET_RECIPES[training_recipe],
                 "init_from": _output_dir(f"{name}-stage1"),
             },
@@ -443,6 +468,7 @@ def _cc3m(suffix: str, models: Mapping[str, str], experiment: str, gpu_hours: fl
             **CC3M_DATA,
             **models,
             **IMAGENET_OPTIMIZATION,
+            **_epoch_cosine(IMAGENET_WARMUP_EPOCHS, IMAGENET_MIN_LR, num_epochs=CC3M_EPOCHS),
             "method": "gendd_unsup",
             "contraction": 0.0,
             "max_steps": CC3M_MAX_STEPS,
@@ -483,8 +509,8 @@ def _imagenet_lt(student: str, gpu_hours: float, **kwargs: Any) -> Preset:
             "weight_decay": 0.2,
             "num_train_epochs": IMAGENET_LT_EPOCHS,
         },
-        notes="Total batch 256 and weight decay 0.2 from the authors' script (which runs 100 epochs); warm-up "
-        "assumed; no stage 1.",
+        notes="Total batch 256 and weight decay 0.2 from the authors' script (which runs 100 epochs); its "
+        "20-epoch warm-up and cosine to 1e-6 over our 90 epochs; no stage 1.",
         **kwargs,
     )
 
@@ -525,8 +551,9 @@ def _ablations(imagenet: Preset, cc3m: Preset) -> Iterator[Preset]:
         imagenet,
         "step-lr",
         "step decay instead of cosine",
-        _step_decay(30, 60, 90),
-        notes="Learning rate x0.1 at epochs 30, 60 and 90 after the same warm-up.",
+        _step_decay(30, 60, 90, warmup_epochs=10),
+        notes="Learning rate x0.1 at epochs 30, 60 and 90 after the same 10-epoch warm-up, held at 0.9 of the rate "
+        "until epoch 30 as in the official CIFAR step schedule (the official ImageNet one reaches the full rate).",
     )
 
 
@@ -547,6 +574,7 @@ def _build_presets() -> dict[str, Preset]:
         RESNET34_RESNET18,
         "regular",
         gpu_hours=20.0,
+        warmup_epochs=10,  # sh/imagenet_train_res34res18_gendd.sh passes --warmup_epochs 10
         paper_top1=72.38,
         top1_source="paper",
     )
