@@ -98,7 +98,7 @@ def measure(models, num_images: int, noise_images: int, noise_seeds, output_dir:
     model = GenDDForImageClassification.from_pretrained(models[0]).eval()
     for scheme in ("same", "content"):
         top1s = [
-            run(f"{models[0]}|noise|{scheme}|{seed}", model, noise_images, scheme, seed, True)["top1"]
+            run(f"{models[0]}|noise|{scheme}|{seed}|{noise_images}", model, noise_images, scheme, seed, True)["top1"]
             for seed in noise_seeds
         ]
         results["noise"][scheme] = {"seeds": list(noise_seeds), "top1": top1s, "std": float(np.std(top1s, ddof=1))}
