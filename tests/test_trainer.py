@@ -314,9 +314,11 @@ def test_evaluate_reports_top1_top5_of_both_paths_as_computed_by_hand(tmp_path):
     model.eval()
     with torch.no_grad():
         features = model.extract_features(pixels)
-        # Each image's noise comes from eval_seed, whatever its batch (here 4, 4 and 2 in the Trainer, 10 here).
+        # Each image's noise comes from eval_seed and its pixels, whatever its batch (4, 4, 2 in the Trainer, 10 here).
         sampled = model.classify_features(
-            model.sample_features(features, num_inference_steps=3, guidance_scale=1.5, num_samples=2, seed=5)
+            model.sample_features(
+                features, num_inference_steps=3, guidance_scale=1.5, num_samples=2, seed=5, pixel_values=pixels
+            )
         )
         logits = {"sampled": sampled, "probe": model.probe(features)}
     for path, path_logits in logits.items():

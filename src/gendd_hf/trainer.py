@@ -794,11 +794,19 @@ class GenDDTrainer(Trainer):
                 return loss, None, None
             unwrapped = self.accelerator.unwrap_model(model)
             features = outputs.student_features
-            logits = tuple(self._path_logits(unwrapped, path, features) for path in self.args.inference_paths)
+            pixels = inputs["pixel_values"]
+            logits = tuple(self._path_logits(unwrapped, path, features, pixels) for path in self.args.inference_paths)
         return loss, logits, labels
 
-    def _path_logits(self, model: GenDDForImageClassification, path: str, student_features: torch.Tensor):
-        """`model.path_logits` with the evaluation's sampling settings (`eval_*` arguments)."""
+    def _path_logits(
+        self,
+        model: GenDDForImageClassification,
+        path: str,
+        student_features: torch.Tensor,
+        pixel_values: torch.Tensor,
+    ):
+        """`model.path_logits` with the evaluation's sampling settings (`eval_*` arguments); each image's noise is
+        seeded from its pixels, as in `forward` and the pipeline, so evaluation and serving give the same answers."""
         args = self.args
         return model.path_logits(
             student_features,
@@ -808,6 +816,7 @@ class GenDDTrainer(Trainer):
             num_samples=args.eval_num_samples,
             sampler=args.eval_sampler,
             seed=args.eval_seed,
+            pixel_values=pixel_values,
         )
 
 

@@ -125,7 +125,11 @@ def _preset(
 
 def _step_decay(*epochs: int, warmup_epochs: int = 0) -> dict[str, Any]:
     """The official CIFAR step schedule (`gendd_hf.schedules.EpochSchedule`): per-epoch warm-up, x0.1 at `epochs`."""
-    kwargs = {"lr_decay_epochs": list(epochs), "lr_decay_rate": 0.1, "warmup_epochs": warmup_epochs}
+    kwargs = {
+        "lr_decay_epochs": list(epochs),
+        "lr_decay_rate": 0.1,
+        **({"warmup_epochs": warmup_epochs} if warmup_epochs else {}),
+    }
     return {"lr_scheduler_type": "constant_with_warmup", "lr_scheduler_kwargs": json.dumps(kwargs), "warmup_steps": 0}
 
 
