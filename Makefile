@@ -26,8 +26,9 @@ $(FASHION_MNIST):
 
 data: $(FASHION_MNIST)
 
+# Two pytest workers, one per core (pytest-xdist), each test file on one worker (its module fixtures built once).
 test: install data
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 # ruff's lint and format checks (pyproject.toml); tests/test_lint.py runs the same two in `make test`.
 lint: install

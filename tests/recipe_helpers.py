@@ -4,6 +4,7 @@ the recipes read, teachers saved as safetensors, and recipe runs in a subprocess
 import io
 import json
 import os
+import socket
 import subprocess
 import tarfile
 from pathlib import Path
@@ -139,3 +140,11 @@ def run_script(command: list[str], env: dict[str, str], check: bool = True) -> s
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(command[:3])} failed:\n{result.stderr[-4000:]}")
     return result
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now: each multi-process launch takes its own, so launches of tests that run at the
+    same time (`pytest -n 2`) do not meet on torch.distributed's default 29500."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

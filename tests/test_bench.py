@@ -60,19 +60,53 @@ def test_parity_summary_by_hand():
         {
             "seed": seed,
             "official": {"probe_top1": o_probe, "sampled_top1": o_sampled},
-            "gendd_hf": {"probe_top1": g_probe, "sampled_top1": g_sampled},
+            "gendd_hf": {"probe_top1": g_probe, "sampled_top1": g_sampled, "default_sampled_top1": g_default},
         }
-        for seed, (o_probe, g_probe, o_sampled, g_sampled) in enumerate(
-            [(70.0, 71.0, 74.0, 73.0), (72.0, 71.0, 76.0, 73.0), (71.0, 71.0, 75.0, 73.0)]
+        for seed, (o_probe, g_probe, o_sampled, g_sampled, g_default) in enumerate(
+            [(70.0, 71.0, 74.0, 73.0, 74.0), (72.0, 71.0, 76.0, 73.0, 76.0), (71.0, 71.0, 75.0, 73.0, 75.4)]
         )
     ]
     summary = parity.summarize(records)
-    probe, sampled = summary["probe_top1"], summary["sampled_top1"]
+    probe, sampled, default = summary["probe_top1"], summary["sampled_top1"], summary["default_sampled_top1"]
     # probe: means 71 and 71, stds 1 and 0 -> difference 0, target max(0.5, 1) = 1, met.
     assert probe["mean_difference"] == pytest.approx(0.0) and probe["target"] == pytest.approx(1.0) and probe["met"]
     # sampled: means 75 and 73, stds 1 and 0 -> difference -2, target 1, not met.
     assert sampled["mean_difference"] == pytest.approx(-2.0) and sampled["official_std"] == pytest.approx(1.0)
     assert not sampled["met"]
+    # the default sampler against the official sampled column: means 75.133 and 75 -> +0.133; no per-image data given.
+    assert default["mean_difference"] == pytest.approx(0.4 / 3) and default["official_mean"] == pytest.approx(75.0)
+    assert default["met"] and "paired" not in default
+
+
+def test_parity_paired_interval_pools_the_images_of_all_seeds():
+    """Two seeds of 4 images: gendd_hf right on 3 + 2, the official arm on 2 + 2 -> paired difference 1/8 = 12.5
+    points over 8 images. Only one image differs, so a resample's difference is k/8 with k ~ Binomial(8, 1/8): no
+    draw of it in 34% of resamples (the 2.5th percentile is 0), 3 or more in 9%, 4 or more in 1.7% (the 97.5th is
+    3/8 = 37.5 points)."""
+    records = [
+        {"seed": s, "official": {"probe_top1": 50.0, "sampled_top1": 50.0}, "gendd_hf": {"probe_top1": 50.0}}
+        for s in (0, 1)
+    ]
+    ours = [torch.tensor([1, 1, 1, 0]), torch.tensor([1, 1, 0, 0])]
+    theirs = [torch.tensor([1, 1, 0, 0]), torch.tensor([1, 1, 0, 0])]
+    correct = [{"gendd_hf/probe_top1": o.bool(), "official/probe_top1": t.bool()} for o, t in zip(ours, theirs)]
+    paired = parity.summarize(records, correct)["probe_top1"]["paired"]
+    assert set(parity.summarize(records, correct)) == {"probe_top1"}  # rows gendd_hf did not score are left out
+    assert paired["difference"] == pytest.approx(12.5) and paired["images"] == 8
+    assert paired["low"] == 0.0 and paired["high"] == pytest.approx(37.5)
+
+
+def test_parity_keeps_each_finished_seed_for_the_same_settings_only(tmp_path):
+    settings = parity.ParitySettings(seeds=(0, 1))
+    record = {"seed": 1, "official": {"probe_top1": 70.0}, "gendd_hf": {"probe_top1": 71.0}}
+    correct = {"official/probe_top1": torch.tensor([True, False]), "gendd_hf/probe_top1": torch.tensor([True, True])}
+    assert parity.finished_seed(settings, tmp_path, 1) is None
+    parity.save_seed(settings, tmp_path, record, correct)
+    kept_record, kept_correct = parity.finished_seed(settings, tmp_path, 1)
+    assert kept_record == record and kept_correct.keys() == correct.keys()
+    assert all(torch.equal(kept_correct[k], correct[k]) for k in correct)
+    assert parity.finished_seed(settings, tmp_path, 0) is None
+    assert parity.finished_seed(parity.ParitySettings(seeds=(0, 1), sampled_eval_size=20), tmp_path, 1) is None
 
 
 def test_parity_needs_a_checkout_of_the_official_code(tmp_path):

@@ -10,7 +10,6 @@ import io
 import json
 import os
 import runpy
-import socket
 import subprocess
 import sys
 import tarfile
@@ -26,7 +25,7 @@ from safetensors.torch import load_file
 
 from gendd_hf.teacher_outputs import TeacherOutputs
 from hub_server import FAKE_TOKEN, serve_fake_hub
-from recipe_helpers import QUIET, ROOT, TINY, recipe_env, teacher_args, write_recipe_data
+from recipe_helpers import QUIET, ROOT, TINY, free_port, recipe_env, teacher_args, write_recipe_data
 from test_multiprocess import DRIVER, run_two_processes
 
 
@@ -62,12 +61,6 @@ TOLERANCE = 1e-6
 # A node that loses its peer stops when gloo sees the connection close: measured 9.5-10 s here (2 loaded cores),
 # against the 30 minutes of the default ddp_timeout that a hang would last.
 EXIT_SECONDS = 60
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def launch_nodes(

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from gendd_hf.cli import parse_recipe_args, run_recipe
-from recipe_helpers import QUIET, ROOT, TINY, recipe_env, run_script, teacher_args, write_recipe_data
+from recipe_helpers import QUIET, ROOT, TINY, free_port, recipe_env, run_script, teacher_args, write_recipe_data
 
 
 # Saves every process's final weights and its view of the run: only process 0 writes the model folder.
@@ -79,6 +79,8 @@ def run_two_processes(tmp_path: Path, args: list[str], driver: str = DRIVER) -> 
         str(ROOT / "recipes" / "accelerate_configs" / "multi_gpu.yaml"),
         "--num_processes",
         "2",
+        "--main_process_port",
+        str(free_port()),
     ]
     run_script([*launch, str(tmp_path / "driver.py"), *args], recipe_env(tmp_path))
 
