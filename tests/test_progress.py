@@ -97,3 +97,16 @@ def test_the_libraries_own_bars_are_off_in_a_log_file(monkeypatch, terminal):
         datasets.enable_progress_bars()
         huggingface_hub.utils.enable_progress_bars()
         transformers.utils.logging.enable_progress_bar()
+
+
+def test_a_resumed_run_times_only_its_own_steps(monkeypatch, capsys):
+    """Resumed at step 15 of 20, 30 s per clock reading: the line counts 17/20 done but times two steps in 30 s
+    (15 s/step), so the three left take ~45 s, not 17 steps in 30 s (1.76 s/step, ~5 s left)."""
+    clock = iter(range(0, 10_000, 30))
+    monkeypatch.setattr("gendd_hf.progress.time", SimpleNamespace(monotonic=lambda: next(clock)))
+    callback, control = LogProgressCallback(), SimpleNamespace()
+    state = SimpleNamespace(is_world_process_zero=True, max_steps=20, global_step=15)
+    callback.on_train_begin(None, state, control)
+    state.global_step = 17
+    callback.on_step_end(None, state, control)
+    assert lines_of(capsys.readouterr().err) == ["train: 17/20 step (85%) in 30 s, 15 s/step, ~45 s left"]

@@ -48,9 +48,10 @@ class LogProgressCallback(ProgressCallback):
     """
 
     def on_train_begin(self, args, state, control, **kwargs):
+        # A resumed run starts at its checkpoint's step: those steps count as done but are not timed (the ETA).
         if state.is_world_process_zero:
-            self.training_bar = LogProgress(total=state.max_steps, desc="train", unit="step")
-        self.current_step = 0
+            self.training_bar = LogProgress(total=state.max_steps, desc="train", unit="step", initial=state.global_step)
+        self.current_step = state.global_step
 
     def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
         if state.is_world_process_zero and has_length(eval_dataloader):
