@@ -67,9 +67,9 @@ def test_crop_flip_crops_the_padded_image_and_flips_some():
     torch.manual_seed(0)
     seen = set()
     for _ in range(200):
-        batch = CropFlip(padding=1)([{"pixel_values": image[0], "labels": torch.tensor(3)}])
-        assert batch["labels"].tolist() == [3]
-        crop = batch["pixel_values"][0, 0]
+        row = CropFlip([{"pixel_values": image[0], "labels": torch.tensor(3)}], padding=1)[0]
+        assert row["labels"].item() == 3
+        crop = row["pixel_values"][0]
         index = next(k for k, w in enumerate(allowed) if torch.equal(crop, w))
         seen.add(index)
     assert seen == set(range(18))  # all 9 offsets, each with and without the flip
@@ -249,3 +249,29 @@ def test_a_killed_budget_run_continues_without_redoing_finished_runs(tmp_path):
     teacher = budget.main([*_budget_command(tmp_path)[4:], "--teacher_only"])
     assert json.loads((tmp_path / "out" / "teacher.json").read_text()) == teacher
     assert teacher["curve"] == report["teacher"]["curve"] and teacher["test_top1"] == report["teacher"]["test_top1"]
+
+
+def test_the_augmented_teacher_is_scored_on_the_test_images_as_they_are(tmp_path, monkeypatch):
+    """Crop and flip are for the teacher's training images only: the Trainer's per-epoch evaluation (the teacher's
+    curve) sees the test images unaltered, through whatever collator the training uses, while training rows vary."""
+    settings = BenchSettings(teacher_name="test_resnet", teacher_epochs=1.0, bf16=False, teacher_augmentation=True)
+    generator = torch.Generator().manual_seed(0)
+    arrays = {
+        "train_pixels": torch.randn(8, 1, 28, 28, generator=generator),
+        "train_labels": torch.arange(8),
+        "test_pixels": torch.randn(6, 1, 28, 28, generator=generator),
+        "test_labels": torch.arange(6),
+    }
+    seen = {}
+
+    def record(architecture, label_names, args, train, evaluation, **kwargs):
+        collate = kwargs.get("data_collator") or torch.utils.data.default_collate
+        seen["eval"] = collate([evaluation[i] for i in range(len(evaluation))])["pixel_values"]
+        seen["train"] = [collate([train[0]])["pixel_values"][0] for _ in range(20)]
+        raise RuntimeError("recorded")
+
+    monkeypatch.setattr(fashion_mnist, "train_timm_classifier", record)
+    with pytest.raises(RuntimeError, match="recorded"):
+        fashion_mnist.get_teacher(settings, arrays, tmp_path, log=print)
+    assert torch.equal(seen["eval"], arrays["test_pixels"])
+    assert any(not torch.equal(crop, arrays["train_pixels"][0]) for crop in seen["train"])

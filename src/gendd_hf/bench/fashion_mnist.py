@@ -192,30 +192,27 @@ def fingerprint(payload: dict) -> str:
 TEACHER_HEAD = {"teacher_feature_dim": 64, "token_dim": 64, "head_width": 8, "head_depth": 1}
 
 
-@dataclass
-class CropFlip:
-    """The teacher's training collator with `teacher_augmentation`: each image a random 28x28 crop of itself
-    zero-padded by `SMALL_IMAGE_PADDING` (4) pixels, flipped horizontally with probability 1/2: the `"small"`
-    augmentation of `build_transforms`, on the benchmark's normalised tensors (padding with black,
-    `(0 - MEAN) / STD`). Draws from torch's global generator, which the Trainer seeds."""
+class CropFlip(Dataset):
+    """The teacher's training images with `teacher_augmentation`: each image, every time it is read, a random 28x28
+    crop of itself zero-padded by `padding` (`SMALL_IMAGE_PADDING`, 4) pixels, flipped horizontally with probability
+    1/2: the `"small"` augmentation of `build_transforms`, on the benchmark's normalised tensors (padding with black,
+    `(0 - MEAN) / STD`). A dataset, not a collator: the Trainer's evaluation (the teacher's curve) reads the test
+    images unaltered. Draws from torch's global generator, which the Trainer seeds."""
 
-    padding: int = SMALL_IMAGE_PADDING
+    def __init__(self, dataset: Dataset, padding: int = SMALL_IMAGE_PADDING):
+        self.dataset, self.padding = dataset, padding
 
-    def __call__(self, rows: list[dict]) -> dict:
-        batch = {name: torch.stack([row[name] for row in rows]) for name in rows[0]}
-        pixels = batch["pixel_values"]
-        n, channels, height, width = pixels.shape
-        pad = self.padding
-        padded = torch.nn.functional.pad(pixels, (pad, pad, pad, pad), value=-MEAN / STD)
-        top, left = torch.randint(0, 2 * pad + 1, (2, n, 1))
-        rows_index = (top + torch.arange(height))[:, None, :, None]
-        cols_index = (left + torch.arange(width))[:, None, None, :]
-        crops = padded[
-            torch.arange(n)[:, None, None, None], torch.arange(channels)[None, :, None, None], rows_index, cols_index
-        ]
-        flip = torch.rand(n) < 0.5
-        batch["pixel_values"] = torch.where(flip[:, None, None, None], crops.flip(-1), crops)
-        return batch
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        row = dict(self.dataset[index])
+        pad, (height, width) = self.padding, row["pixel_values"].shape[-2:]
+        padded = torch.nn.functional.pad(row["pixel_values"], (pad, pad, pad, pad), value=-MEAN / STD)
+        top, left = torch.randint(0, 2 * pad + 1, (2,)).tolist()
+        crop = padded[:, top : top + height, left : left + width]
+        row["pixel_values"] = crop.flip(-1) if torch.rand(()) < 0.5 else crop
+        return row
 
 
 def teacher_checkpoint(settings: BenchSettings, cache_dir: Path) -> Path:
@@ -250,6 +247,7 @@ def get_teacher(settings: BenchSettings, arrays: dict, cache_dir: Path, log) -> 
         augmentation = " with random crop + flip" if settings.teacher_augmentation else ""
         log(f"teacher: training {settings.teacher_name} for {settings.teacher_epochs} epochs{augmentation} (cached)")
         train = ArrayDataset(pixel_values=arrays["train_pixels"], labels=arrays["train_labels"])
+        train = CropFlip(train) if settings.teacher_augmentation else train
         scored = "test_pixels" in arrays
         run_dir = cache_dir / f"teacher-run-{path.stem}"
         args = training_args(
@@ -271,7 +269,6 @@ def get_teacher(settings: BenchSettings, arrays: dict, cache_dir: Path, log) -> 
             ArrayDataset(pixel_values=arrays["test_pixels"], labels=arrays["test_labels"]) if scored else None,
             timm_kwargs={"in_chans": 1},
             unused_head=TEACHER_HEAD,
-            **({"data_collator": CropFlip()} if settings.teacher_augmentation else {}),
         )
         cache_dir.mkdir(parents=True, exist_ok=True)
         save_file(trained.classifier.state_dict(), str(path))
