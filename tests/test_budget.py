@@ -148,6 +148,8 @@ def test_report_pairs_the_same_images_and_states_the_budget_from_which_gendd_is_
     # The sampled path minus its own probe on the same 4 images: 1 - 0.5.
     gap = [p for p in report["paired"] if p["comparison"] == "gendd_full sampled - probe"]
     assert [p["difference"]["mean"] for p in gap] == pytest.approx([0.5, 0.5])
+    assert [p["verdict"] for p in gap] == ["level", "level"]  # differences (0, 0, 1, 1): a resample of 0 is likely
+    assert report["answer"]["fashion_mnist: path to serve"].startswith("the probe from 1x (100 steps)")
     # Probe against probe on all 8 images: (2 - 6) / 8 at 1x.
     probes = {p["multiplier"]: p for p in report["paired"] if p["comparison"] == "gendd_full probe - kd"}
     assert probes[1]["difference"]["mean"] == pytest.approx(-0.5) and probes[1]["per_seed"][0]["images"] == 8
@@ -166,6 +168,26 @@ def test_report_pairs_the_same_images_and_states_the_budget_from_which_gendd_is_
     )
     assert "| fashion_mnist | kd | 100 | 1 | 75.00 | - | - | 1000 |" in table
     assert "- fashion_mnist: gendd_full sampled - kd: ahead from 2x (200 steps)" in table
+
+
+def test_the_path_to_serve_is_the_probe_from_the_budget_where_sampling_stops_being_ahead_for_good():
+    def rows(*verdicts):
+        return [
+            {
+                "comparison": "gendd_full sampled - probe",
+                "setting": "fashion_mnist",
+                "multiplier": 2**i,
+                "steps": 100 * 2**i,
+                "verdict": verdict,
+            }
+            for i, verdict in enumerate(verdicts)
+        ]
+
+    serve = budget.path_to_serve
+    assert serve(rows("ahead", "level", "behind"))["fashion_mnist: path to serve"].startswith("the probe from 2x (200")
+    assert serve(rows("level", "ahead", "level"))["fashion_mnist: path to serve"].startswith("the probe from 4x (400")
+    assert serve(rows("ahead", "level", "ahead"))["fashion_mnist: path to serve"].startswith("the sampled path: ahead")
+    assert serve([]) == {}
 
 
 def test_a_record_after_a_line_cut_short_by_a_kill_is_kept(tmp_path):
@@ -275,3 +297,16 @@ def test_the_augmented_teacher_is_scored_on_the_test_images_as_they_are(tmp_path
         fashion_mnist.get_teacher(settings, arrays, tmp_path, log=print)
     assert torch.equal(seen["eval"], arrays["test_pixels"])
     assert any(not torch.equal(crop, arrays["train_pixels"][0]) for crop in seen["train"])
+
+
+def test_the_repository_keeps_the_budget_teachers_weights_and_curve_but_not_its_training_folders():
+    cache = budget.BUDGET_CACHE_DIR
+
+    def ignored(path):
+        result = subprocess.run(["git", "check-ignore", "-q", "--no-index", f"{cache}/{path}"], cwd=ROOT)
+        assert result.returncode in (0, 1), "git check-ignore failed"
+        return result.returncode == 0
+
+    assert not ignored("teacher-resnet18-0123abcd.safetensors") and not ignored("teacher-resnet18-0123abcd.json")
+    assert ignored("teacher/model.safetensors")  # the timm folder of the latest teacher, rebuilt from the weights
+    assert ignored("teacher-run-teacher-resnet18-0123abcd/checkpoint-235/model.safetensors")  # removed when done
