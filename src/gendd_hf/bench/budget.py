@@ -634,7 +634,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m gendd_hf.bench.budget", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small smoke run (the bench's --quick, smaller plan)")
     parser.add_argument("--output_dir", default="results/fashion_mnist_budget")
-    parser.add_argument("--cache_dir", default=BUDGET_CACHE_DIR, help="where the trained teachers are kept")
+    parser.add_argument(
+        "--cache_dir",
+        default=BUDGET_CACHE_DIR,
+        help=f"where the trained teachers are kept (default {BUDGET_CACHE_DIR})",
+    )
     parser.add_argument("--multipliers", type=int, nargs="+", help="train only these budgets (times 469 steps)")
     parser.add_argument("--seeds", type=int, nargs="+", help="train only these seeds")
     parser.add_argument("--methods", nargs="+", help="train only these methods")
