@@ -139,7 +139,9 @@ def test_report_pairs_the_same_images_and_states_the_budget_from_which_gendd_is_
             {"probe_correct": np.array(gendd_probe), "sampled_correct": np.ones(4)},
         )
     records = list(budget.load_finished(tmp_path).values())
-    report = build_report(records, tmp_path, settings, base_steps=100)
+    teacher = {"name": "resnet10t", "epochs": 30.0, "augmentation": "crop", "test_top1": 0.95, "curve": None}
+    teacher["test_top1_on_subset"] = 1.0
+    report = build_report(records, tmp_path, settings, base_steps=100, teacher=teacher)
     headline = {p["multiplier"]: p for p in report["paired"] if p["comparison"] == "gendd_full sampled - kd"}
     assert headline[1]["difference"]["mean"] == pytest.approx(0.5) and headline[1]["verdict"] == "level"
     assert headline[1]["per_seed"][0]["low"] == 0.0 and headline[1]["per_seed"][0]["images"] == 4
@@ -157,17 +159,50 @@ def test_report_pairs_the_same_images_and_states_the_budget_from_which_gendd_is_
     assert report["run_seconds_total"] == pytest.approx(report["train_seconds_total"] + 4 * 5.0)
     point = next(p for p in report["points"] if (p["method"], p["multiplier"]) == ("kd", 1))
     assert point["probe_top1"] == {"mean": 0.75, "std": None, "seeds": 1}
-    teacher = {"name": "resnet10t", "epochs": 30.0, "augmentation": "crop", "test_top1": 0.95, "curve": None}
-    report.update(
-        teacher=teacher, bench_teacher=teacher, settings=asdict(BenchSettings()), budget_settings=asdict(settings)
+    # The teacher: 95 on all 8 images, 100 on the 4 of the sampled path, where GenDD's sampled path is right on all.
+    margins = {m["multiplier"]: m for m in report["teacher_margins"]}
+    assert margins[1]["probe"] == {"method": "kd", "top1": 0.75, "margin": pytest.approx(0.2)}
+    assert margins[2]["sampled"] == {"method": "gendd_full", "top1": 1.0, "margin": 0.0}
+    assert not margins[1]["enough"] and not margins[2]["enough"]
+    assert report["answer"]["fashion_mnist: teacher margin"] == (
+        "not kept (1.5 points over the best student) at any measured budget; at 2x the best student (gendd_full) "
+        "is 0.00 points below the teacher"
     )
+    report.update(bench_teacher=teacher, settings=asdict(BenchSettings()), budget_settings=asdict(settings))
     table = budget.markdown(report)
     assert (
         "| fashion_mnist | gendd_full sampled - kd | 200 | 4 | 100.00 | s0: +100.00 [+100.00, +100.00] | ahead |"
         in table
     )
     assert "| fashion_mnist | kd | 100 | 1 | 75.00 | - | - | 1000 |" in table
+    assert "| 200 | kd 50.00 | +45.00 | gendd_full 100.00 | +0.00 | no |" in table
     assert "- fashion_mnist: gendd_full sampled - kd: ahead from 2x (200 steps)" in table
+
+
+def test_the_teacher_margin_is_kept_up_to_the_budget_where_a_student_first_comes_within_it():
+    def point(method, multiplier, probe, sampled=None):
+        entry = {"setting": "fashion_mnist", "method": method, "multiplier": multiplier, "steps": 10 * multiplier}
+        entry["probe_top1"] = {"mean": probe}
+        return entry | ({"sampled_top1": {"mean": sampled}} if sampled is not None else {})
+
+    teacher = {"test_top1": 0.93, "test_top1_on_subset": 0.94}
+    points = [
+        point("kd", 1, 0.90),
+        point("gendd_full", 1, 0.88, sampled=0.92),  # 0.94 - 0.92 = 2 points: kept
+        point("kd", 2, 0.915),  # 1.5 points exactly: kept
+        point("gendd_full", 2, 0.90, sampled=0.92),
+        point("kd", 4, 0.92),  # 1 point: lost
+        point("gendd_full", 4, 0.91, sampled=0.925),
+        point("kl_unsup", 4, 0.99),  # no labels: not a student of the labelled curve
+    ]
+    points.append({**point("kd", 4, 0.99), "setting": "digits_nontarget"})
+    margins = budget.teacher_margins(points, teacher)
+    assert [m["enough"] for m in margins] == [True, True, False]
+    assert margins[2]["probe"] == {"method": "kd", "top1": 0.92, "margin": pytest.approx(0.01)}
+    assert margins[2]["sampled"] == {"method": "gendd_full", "top1": 0.925, "margin": pytest.approx(0.015)}
+    assert budget.margin_answer(margins)["fashion_mnist: teacher margin"] == (
+        "kept (1.5 points over the best student) up to 2x; at 4x the best student (kd) is 1.00 points below the teacher"
+    )
 
 
 def test_the_path_to_serve_is_the_probe_from_the_budget_where_sampling_stops_being_ahead_for_good():
