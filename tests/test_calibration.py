@@ -10,7 +10,13 @@ from PIL import Image
 from transformers import pipeline
 
 from gendd_hf import GenDDConfig, GenDDForImageClassification
-from gendd_hf.calibration import calibrate_model, fit_temperature, main, path_logits_of_images
+from gendd_hf.calibration import (
+    calibrate_model,
+    choose_inference_path,
+    fit_temperature,
+    main,
+    path_logits_of_images,
+)
 from gendd_hf.data import build_transforms, load_fashion_mnist
 from gendd_hf.model_card import ModelCardInfo, render_model_card
 from helpers import tiny_config, tiny_model
@@ -60,7 +66,8 @@ def test_calibrate_model_stores_the_fitted_temperature_and_forward_applies_it():
     # Logits (0, 1, 3) on every image, labels fox, fox, dog, cat: the fit is the T of fit_temperature on them.
     labels = torch.tensor([2, 2, 1, 0])
     fitted = calibrate_model(model, [(pixels[:3], labels[:3]), (pixels[3:], labels[3:])], ["probe"])
-    temperature = fitted["probe"]
+    assert set(fitted) == {"temperatures"} and model.config.inference_path == "probe"
+    temperature = fitted["temperatures"]["probe"]
     assert temperature == pytest.approx(fit_temperature(torch.tensor([[0.0, 1.0, 3.0]] * 4), labels), rel=1e-6)
     assert model.config.temperatures == {"probe": temperature} and temperature > 1.0
     with torch.no_grad():
@@ -68,6 +75,45 @@ def test_calibrate_model_stores_the_fitted_temperature_and_forward_applies_it():
     assert torch.allclose(output.logits, torch.tensor([0.0, 1.0, 3.0]) / temperature)
     assert torch.allclose(output.probe_logits, torch.tensor([0.0, 1.0, 3.0]))  # the raw probe logits stay
     assert model.temperature("sampled") == 1.0  # not fitted: no change
+
+
+def _one_hot_logits(classes):
+    return torch.nn.functional.one_hot(torch.tensor(classes), 3).float()
+
+
+def test_the_sampled_path_is_served_only_where_its_interval_is_above_zero():
+    # Ten images of class 0; the sampled path is right on all ten, the probe on the first five: difference 0.5. A
+    # resample's difference is X / 10 with X ~ Binomial(10, 1/2): P(X <= 1) = 11/1024 ~ 1.1% < 2.5% < P(X <= 2) ~ 5.5%,
+    # so the 95% interval is [0.2, 0.8], above zero.
+    labels = [0] * 10
+    choice = choose_inference_path(_one_hot_logits([0] * 5 + [1] * 5), _one_hot_logits([0] * 10), labels)
+    assert choice["path"] == "sampled" and choice["difference"] == pytest.approx(0.5) and choice["images"] == 10
+    assert (choice["low"], choice["high"]) == pytest.approx((0.2, 0.8))
+    # The same on four images: four level draws have chance (1/2)^4 ~ 6% > 2.5%, so the low end is 0 -> the probe.
+    choice = choose_inference_path(_one_hot_logits([0, 0, 1, 1]), _one_hot_logits([0] * 4), [0] * 4)
+    assert choice["difference"] == pytest.approx(0.5) and choice["low"] == 0.0 and choice["path"] == "probe"
+    # The probe ahead: the probe, with a negative difference.
+    choice = choose_inference_path(_one_hot_logits([0] * 10), _one_hot_logits([0] * 5 + [2] * 5), labels)
+    assert choice["path"] == "probe" and choice["difference"] == pytest.approx(-0.5) and choice["high"] < 0
+
+
+def test_calibrate_model_can_choose_the_path_to_serve_and_save_it(tmp_path):
+    model = _fox_probe_model()  # the probe always says "fox"; the sampled path comes from the random head
+    pixels = torch.randn(6, 1, 16, 16, generator=torch.Generator().manual_seed(3))
+    labels = torch.tensor([2, 2, 2, 1, 0, 2])
+    with pytest.raises(ValueError, match="choose_path compares both"):
+        calibrate_model(model, [(pixels, labels)], ["probe"], choose_path=True)
+    model.config.inference_path = "sampled"
+    result = calibrate_model(model, [(pixels, labels)], choose_path=True, seed=4)
+    expected = choose_inference_path(
+        path_logits_of_images(model, pixels, "probe"), path_logits_of_images(model, pixels, "sampled", seed=4), labels
+    )
+    assert result["inference_path"] == expected and set(result["temperatures"]) == {"probe", "sampled"}
+    # The probe is right on four of the six: a resample of only those four is level, chance at least (4/6)^6 ~ 9%
+    # > 2.5%, so the sampled path's interval cannot lie above zero.
+    assert model.config.inference_path == "probe" == expected["path"]
+    model.save_pretrained(tmp_path / "chosen")
+    assert GenDDForImageClassification.from_pretrained(tmp_path / "chosen").config.inference_path == "probe"
 
 
 def test_a_saved_temperature_survives_from_pretrained_and_changes_the_pipeline_scores(tmp_path):
@@ -105,7 +151,9 @@ def test_the_command_line_saves_the_temperatures_fitted_on_a_held_out_split(tmp_
     model.set_teacher_classifier(torch.randn(10, 32), torch.randn(10))
     model.sampling_config = model.sampling_config.update(num_inference_steps=8, num_samples=2)
     model.save_pretrained(tmp_path / "model")
-    fitted = main([str(tmp_path / "model"), "--dataset_name", "fashion_mnist", "--split", "test", "--num_images", "40"])
+    argv = [str(tmp_path / "model"), "--dataset_name", "fashion_mnist", "--split", "test", "--num_images", "40"]
+    result = main([*argv, "--choose_path"])
+    fitted = result["temperatures"]
     rows = load_fashion_mnist()["test"].select(range(40))
     transform = build_transforms(DATA_CONFIG, is_training=False)
     pixels, labels = torch.stack([transform(image) for image in rows["image"]]), torch.tensor(rows["label"])
@@ -113,6 +161,9 @@ def test_the_command_line_saves_the_temperatures_fitted_on_a_held_out_split(tmp_
     assert set(loaded.config.temperatures) == {"probe", "sampled"} and loaded.config.temperatures == pytest.approx(
         fitted
     )
-    for path in ("probe", "sampled"):
-        expected = fit_temperature(path_logits_of_images(loaded, pixels, path), labels)
-        assert fitted[path] == pytest.approx(expected, rel=1e-4)
+    logits = {path: path_logits_of_images(loaded, pixels, path) for path in ("probe", "sampled")}
+    for path, path_logits in logits.items():
+        assert fitted[path] == pytest.approx(fit_temperature(path_logits, labels), rel=1e-4)
+    choice = choose_inference_path(logits["probe"], logits["sampled"], labels)
+    assert result["inference_path"]["path"] == choice["path"] == loaded.config.inference_path
+    assert result["inference_path"]["difference"] == pytest.approx(choice["difference"])

@@ -3,9 +3,13 @@ images, that divides the path's logits so that their softmax means a probability
 
 `fit_temperature` fits it on logits; `calibrate_model` runs the paths of a [`GenDDForImageClassification`] over held-out
 images, fits their temperatures and stores them in `config.temperatures`, which `save_pretrained` saves, `forward`
-applies in eval mode and `pipeline("image-classification")` therefore reports. From the command line, on a saved model:
+applies in eval mode and `pipeline("image-classification")` therefore reports. With `choose_path` it also picks the
+path to serve on the same images (`choose_inference_path`): the sampled path costs `num_samples x
+num_inference_steps` head evaluations per image, so it is kept only where it is measurably ahead of the one-pass probe.
+From the command line, on a saved model:
 
-    python -m gendd_hf.calibration outputs/my-model --dataset_name path/to/held-out-imagefolder --split validation
+    python -m gendd_hf.calibration outputs/my-model --dataset_name path/to/held-out-imagefolder --split validation \
+        --choose_path
 """
 
 import argparse
@@ -16,6 +20,7 @@ import torch.nn.functional as F
 
 from .configuration_gendd import INFERENCE_PATHS
 from .data import build_transforms, load_eval_dataset
+from .metrics.statistics import paired_bootstrap
 from .modeling_gendd import GenDDForImageClassification
 from .progress import progress_bar
 
@@ -80,14 +85,32 @@ def path_logits_of_images(
     return torch.cat(logits)
 
 
+def choose_inference_path(probe_logits, sampled_logits, labels, confidence: float = 0.95, seed: int = 0) -> dict:
+    """The path to serve, from both paths' logits on the same held-out images: `"sampled"` only where its top-1
+    accuracy is ahead of the probe's with the paired bootstrap interval (`paired_bootstrap`) wholly above zero,
+    `"probe"` otherwise (level or behind, the one-pass probe gives as much for one forward pass).
+
+    Returns:
+        `{"path", "difference", "low", "high", "images"}`: the choice and the sampled-minus-probe accuracy difference
+        (fractions) with its interval.
+    """
+    labels = torch.as_tensor(labels)
+    sampled_correct = (torch.as_tensor(sampled_logits).argmax(-1) == labels).numpy()
+    probe_correct = (torch.as_tensor(probe_logits).argmax(-1) == labels).numpy()
+    interval = paired_bootstrap(sampled_correct, probe_correct, confidence=confidence, seed=seed)
+    return {"path": "sampled" if interval["low"] > 0 else "probe", **interval}
+
+
 def calibrate_model(
     model: GenDDForImageClassification,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    paths: Sequence[str] = ("probe", "sampled"),
+    paths: Sequence[str] = INFERENCE_PATHS,
+    choose_path: bool = False,
     **sampling,
-) -> dict[str, float]:
+) -> dict:
     """Fit the temperature of each inference path of `paths` on held-out images and store it in
-    `model.config.temperatures` (saved by `save_pretrained`, applied by `forward`); returns them.
+    `model.config.temperatures` (saved by `save_pretrained`, applied by `forward`); with `choose_path`, also set
+    `model.config.inference_path` to the path `choose_inference_path` picks on the same images.
 
     Args:
         model ([`GenDDForImageClassification`]): the trained model.
@@ -95,16 +118,27 @@ def calibrate_model(
             gives them. Use images the model was not trained on (e.g. a split held out of the training set): on its
             own training images a model looks more certain than it is.
         paths (`Sequence[str]`, defaults to both): `"probe"` and/or `"sampled"`.
+        choose_path (`bool`, *optional*, defaults to `False`): pick the path to serve (needs both paths).
         sampling: per-call sampling settings of the sampled path (as for `path_logits`), e.g. `seed`.
+
+    Returns:
+        `{"temperatures": {path: T}}`, and with `choose_path` `"inference_path"`: what `choose_inference_path` returned.
     """
+    if choose_path and set(paths) != set(INFERENCE_PATHS):
+        raise ValueError(f"choose_path compares both inference paths; give paths={list(INFERENCE_PATHS)}, not {paths}.")
     logits, labels = {path: [] for path in paths}, []
     for pixel_values, batch_labels in batches:
         labels.append(torch.as_tensor(batch_labels))
         for path in paths:
             logits[path].append(path_logits_of_images(model, pixel_values, path, **sampling))
-    fitted = {path: fit_temperature(torch.cat(logits[path]), torch.cat(labels)) for path in paths}
+    logits, labels = {path: torch.cat(chunks) for path, chunks in logits.items()}, torch.cat(labels)
+    fitted = {path: fit_temperature(logits[path], labels) for path in paths}
     model.config.temperatures = {**model.config.temperatures, **fitted}
-    return fitted
+    result = {"temperatures": fitted}
+    if choose_path:
+        result["inference_path"] = choose_inference_path(logits["probe"], logits["sampled"], labels)
+        model.config.inference_path = result["inference_path"]["path"]
+    return result
 
 
 def main(argv=None) -> dict[str, float]:
@@ -122,6 +156,12 @@ def main(argv=None) -> dict[str, float]:
     parser.add_argument("--split", default="validation", help="a split the model was not trained on")
     parser.add_argument("--num_images", type=int, default=None, help="its first N images (default: all)")
     parser.add_argument("--paths", nargs="+", default=list(INFERENCE_PATHS), choices=INFERENCE_PATHS)
+    parser.add_argument(
+        "--choose_path",
+        action="store_true",
+        help="also save the path to serve (config.inference_path): 'sampled' only if it is ahead of the probe on these "
+        "images with a 95%% paired bootstrap interval above zero, else 'probe' (one forward pass)",
+    )
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--output_dir", default=None, help="where to save the calibrated model (default: in place)")
     args = parser.parse_args(argv)
@@ -135,15 +175,24 @@ def main(argv=None) -> dict[str, float]:
             chunk = rows[start : start + args.batch_size]
             yield torch.stack([transform(image) for image in chunk["image"]]), torch.tensor(chunk["label"])
 
-    fitted = calibrate_model(model, batches(), args.paths)
+    result = calibrate_model(model, batches(), args.paths, choose_path=args.choose_path)
     model.save_pretrained(args.output_dir or args.model)
-    for path, temperature in fitted.items():
+    for path, temperature in result["temperatures"].items():
         print(f"{path}: temperature {temperature:.4f}")
-    print(f"saved to {args.output_dir or args.model} (config.json: temperatures)")
-    return fitted
+    if args.choose_path:
+        choice = {
+            key: value * 100 if isinstance(value, float) else value for key, value in result["inference_path"].items()
+        }
+        print(
+            f"path to serve: {choice['path']} (sampled - probe on {choice['images']} images: "
+            f"{choice['difference']:+.2f} points, 95% CI {choice['low']:+.2f} to {choice['high']:+.2f})"
+        )
+    saved = "temperatures, inference_path" if args.choose_path else "temperatures"
+    print(f"saved to {args.output_dir or args.model} (config.json: {saved})")
+    return result
 
 
-__all__ = ["calibrate_model", "fit_temperature", "path_logits_of_images"]
+__all__ = ["calibrate_model", "choose_inference_path", "fit_temperature", "path_logits_of_images"]
 
 
 if __name__ == "__main__":

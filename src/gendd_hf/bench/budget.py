@@ -305,7 +305,7 @@ def held_out_temperature(model, path: str, context: BudgetContext, size: int, se
     from ..calibration import calibrate_model
 
     held_out = (context.calibration_pixels[:size], context.calibration_labels[:size])
-    return calibrate_model(model, [held_out], [path], seed=seed)[path]
+    return calibrate_model(model, [held_out], [path], seed=seed)["temperatures"][path]
 
 
 def run_budget(
