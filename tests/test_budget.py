@@ -2,6 +2,7 @@
 run that is killed and started again without redoing its finished runs."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -15,7 +16,15 @@ import torch
 from transformers import TrainerCallback
 
 from gendd_hf.bench import budget, fashion_mnist
-from gendd_hf.bench.budget import BudgetRun, BudgetSettings, append_record, build_report, plan_runs, restrict
+from gendd_hf.bench.budget import (
+    BudgetRun,
+    BudgetSettings,
+    append_record,
+    build_report,
+    expected_seconds,
+    plan_runs,
+    restrict,
+)
 from gendd_hf.bench.fashion_mnist import MEAN, STD, BenchSettings, CropFlip
 from recipe_helpers import ROOT, recipe_env
 
@@ -270,6 +279,20 @@ def _budget_command(tmp_path):
 
 
 @pytest.mark.slow
+def test_the_eta_weighs_each_run_by_its_methods_seconds_per_step():
+    def record(method, multiplier, train_seconds, run_seconds):
+        run = BudgetRun("fashion_mnist", method, multiplier, 0)
+        return {"run": asdict(run), "train_seconds": train_seconds, "run_seconds": run_seconds}
+
+    # 10 steps per 1x: kd trains at 1 s/step and scores in 10 s; gendd_full at 3 s/step, scoring 100 s.
+    records = [record("kd", 1, 10.0, 20.0), record("kd", 2, 20.0, 30.0), record("gendd_full", 1, 30.0, 130.0)]
+    assert expected_seconds(BudgetRun("fashion_mnist", "gendd_full", 2, 1), records, 10) == pytest.approx(160.0)
+    assert expected_seconds(BudgetRun("fashion_mnist", "kd", 4, 1), records, 10) == pytest.approx(50.0)
+    # dkd has no finished run: every method's mean, (1 + 1 + 3) / 3 s/step and (10 + 10 + 100) / 3 s of scoring.
+    assert expected_seconds(BudgetRun("fashion_mnist", "dkd", 3, 0), records, 10) == pytest.approx(50.0 + 40.0)
+    assert expected_seconds(BudgetRun("fashion_mnist", "dkd", 3, 0), [], 10) == 30.0  # nothing finished: its steps
+
+
 def test_a_killed_budget_run_continues_without_redoing_finished_runs(tmp_path):
     env = recipe_env(tmp_path)
     log = open(tmp_path / "first.log", "w")
@@ -295,7 +318,8 @@ def test_a_killed_budget_run_continues_without_redoing_finished_runs(tmp_path):
     assert all(f"run 1/{2 - len(first_lines)}: {name}" not in output for name in done)  # not trained again
     lines = results.read_text().splitlines()
     assert lines[: len(first_lines)] == first_lines and len(lines) == 2  # kept as they were; nothing twice
-    assert "budget: 4/4 step (100%)" in output  # the progress line counts the finished runs' steps as done
+    # The progress line counts the finished runs as done, in seconds estimated from them.
+    assert re.search(r"budget \(seconds estimated from the finished runs\): (\d+)/\1 s \(100%\)", output)
     report = json.loads((tmp_path / "out" / "budget.json").read_text())
     assert {(p["method"], p["multiplier"]) for p in report["points"]} == {("kd", 1), ("dkd", 1)}
     assert {c["method"] for c in report["calibration"]} == {"kd", "dkd"}

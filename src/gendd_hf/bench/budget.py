@@ -308,6 +308,20 @@ def held_out_temperature(model, path: str, context: BudgetContext, size: int, se
     return calibrate_model(model, [held_out], [path], seed=seed)["temperatures"][path]
 
 
+def expected_seconds(run: BudgetRun, records: list[dict], base_steps: int) -> float:
+    """What `run` should take, for the budget's ETA: the finished runs' training seconds per step for its method (of
+    every method where none of its own has finished) times its steps, plus their mean scoring seconds, which do not
+    grow with the steps. A GenDD step costs about 3.5 KD steps here, so counting steps alone misleads. Without
+    finished runs: its steps."""
+    steps = base_steps * run.multiplier
+    same = [r for r in records if r["run"]["method"] == run.method] or records
+    if not same:
+        return float(steps)
+    per_step = np.mean([r["train_seconds"] / (base_steps * r["run"]["multiplier"]) for r in same])
+    scoring = np.mean([r["run_seconds"] - r["train_seconds"] for r in same])
+    return float(per_step * steps + scoring)
+
+
 def run_budget(
     bench_settings,
     budget: BudgetSettings,
@@ -330,13 +344,14 @@ def run_budget(
     prints = {run: run_fingerprint(run, bench_settings, budget, context.teacher_file) for run in plan}
     finished = load_finished(output_dir)
     todo = [] if report_only else [run for run in runs if prints[run] not in finished]
-    done_steps = sum(context.base_steps * run.multiplier for run in runs if prints[run] in finished)
     log(f"budget: {len(runs) - len(todo)} of {len(runs)} runs finished already; {len(todo)} to train")
+    known = [finished[prints[run]] for run in plan if prints[run] in finished]
+    work = {run: max(1, round(expected_seconds(run, known, context.base_steps))) for run in runs}
     progress = LogProgress(
-        total=done_steps + sum(context.base_steps * run.multiplier for run in todo),
-        desc="budget",
-        unit="step",
-        initial=done_steps,
+        total=sum(work.values()),
+        desc="budget (seconds estimated from the finished runs)" if known else "budget (steps)",
+        unit="s" if known else "step",
+        initial=sum(work[run] for run in runs if run not in todo),
         every_percent=0,
     )
     for index, run in enumerate(todo, 1):
@@ -347,7 +362,7 @@ def run_budget(
         append_record(output_dir, record, per_image)
         finished[prints[run]] = record
         log(f"{run.name}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float)))
-        progress.update(context.base_steps * run.multiplier)
+        progress.update(work[run])
     progress.close()
     records = [finished[prints[run]] for run in plan if prints[run] in finished]  # the report: the whole plan's
     report = build_report(records, output_dir, budget, context.base_steps, context.teacher_info)
