@@ -188,6 +188,27 @@ def test_report_pairs_the_same_images_and_states_the_budget_from_which_gendd_is_
     assert "- fashion_mnist: gendd_full sampled - kd: ahead from 2x (200 steps)" in table
 
 
+def test_the_plot_draws_each_training_set_in_its_own_panel_and_y_range():
+    def point(setting, method, steps, top1):
+        top1 = {"mean": top1, "std": None, "seeds": 1}
+        return {"setting": setting, "method": method, "steps": steps, "probe_top1": top1}
+
+    report = {
+        "points": [
+            point("fashion_mnist", "kd", 100, 0.90),
+            point("fashion_mnist", "kd", 200, 0.92),
+            point("digits_nontarget", "kl_unsup", 100, 0.20),
+        ]
+    }
+    fig = budget.figure(report, "steps", "steps")
+    fashion, digits = fig.axes
+    assert fashion.get_title() == "trained on fashion_mnist images"
+    assert digits.get_title() == "trained on digits_nontarget images"
+    # Each panel spans its own points only: 90-92 is not squashed by digits' 20.
+    assert fashion.get_ylim()[0] > 80 and digits.get_ylim()[1] < 30
+    assert [t.get_text() for t in fashion.get_legend().get_texts()] == ["kd (probe)"]
+
+
 def test_the_teacher_margin_is_kept_up_to_the_budget_where_a_student_first_comes_within_it():
     def point(method, multiplier, probe, sampled=None):
         entry = {"setting": "fashion_mnist", "method": method, "multiplier": multiplier, "steps": 10 * multiplier}

@@ -669,20 +669,17 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(report: dict, output_dir: Path) -> list[Path]:
-    """Accuracy against optimizer steps and against training seconds (mean over seeds, std as error bars)."""
+def figure(report: dict, x_key: str, label: str):
+    """One panel per training set, each with its own y-range, so that the close with-labels curves stay readable."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    paths = []
-    for x_key, label, name in (
-        ("steps", f"optimizer steps (batch {report['settings']['batch_size']})", "budget_steps.png"),
-        ("train_seconds", "training seconds (measured in the same run)", "budget_seconds.png"),
-    ):
-        fig, ax = plt.subplots(figsize=(10, 4.5))
-        for setting, method in dict.fromkeys((p["setting"], p["method"]) for p in report["points"]):
+    settings = list(dict.fromkeys(p["setting"] for p in report["points"]))
+    fig, axes = plt.subplots(1, len(settings), figsize=(7 * len(settings), 4.5), squeeze=False)
+    for ax, setting in zip(axes[0], settings):
+        for method in dict.fromkeys(p["method"] for p in report["points"] if p["setting"] == setting):
             rows = [p for p in report["points"] if (p["setting"], p["method"]) == (setting, method)]
             for key, style, path in (("probe_top1", "-", "probe"), ("sampled_top1", "--", "sampled")):
                 rows_with = [p for p in rows if key in p]
@@ -691,13 +688,27 @@ def plot(report: dict, output_dir: Path) -> list[Path]:
                 x = [p[x_key] if x_key == "steps" else p[x_key]["mean"] for p in rows_with]
                 y = [p[key]["mean"] * 100 for p in rows_with]
                 err = [(p[key]["std"] or 0.0) * 100 for p in rows_with]
-                ax.errorbar(x, y, yerr=err, fmt=style, marker="o", capsize=3, label=f"{setting} {method} ({path})")
+                ax.errorbar(x, y, yerr=err, fmt=style, marker="o", capsize=3, label=f"{method} ({path})")
         ax.set_xscale("log", base=2)
         ax.set_xlabel(label)
         ax.set_ylabel("Fashion-MNIST test top-1 (%)")
-        ax.set_title("Accuracy against training budget")
-        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-        fig.tight_layout()
+        ax.set_title(f"trained on {setting} images")
+        ax.legend(fontsize=7)
+    fig.suptitle("Accuracy against training budget")
+    fig.tight_layout()
+    return fig
+
+
+def plot(report: dict, output_dir: Path) -> list[Path]:
+    """Accuracy against optimizer steps and against training seconds (mean over seeds, std as error bars)."""
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for x_key, label, name in (
+        ("steps", f"optimizer steps (batch {report['settings']['batch_size']})", "budget_steps.png"),
+        ("train_seconds", "training seconds (measured in the same run)", "budget_seconds.png"),
+    ):
+        fig = figure(report, x_key, label)
         paths.append(output_dir / name)
         fig.savefig(paths[-1], dpi=120)
         plt.close(fig)
